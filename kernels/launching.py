@@ -1,0 +1,41 @@
+"""The path every public kernel function takes: check, resolve the config, launch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .config_source import get_config_source
+from .device import DeviceInfo, current_device, interpreter_enabled
+from .errors import InvalidProblem, UnsupportedOnDevice
+from .spec import Config, KernelSpec
+
+
+def needs_dot_upcast(dtype: torch.dtype) -> bool:
+    """True where tl.dot must see fp32 operands: the Triton interpreter (3.9) returns wrong
+    values for tl.dot on bf16 operands (fp16 and fp32 are right). On a GPU never."""
+    return dtype == torch.bfloat16 and interpreter_enabled()
+
+
+def check_tensors_on(device: DeviceInfo, *tensors: torch.Tensor | None) -> None:
+    want = device.torch_device.type
+    for t in tensors:
+        if t is not None and t.device.type != want:
+            raise InvalidProblem(f"tensor on {t.device.type} but kernels run on {want} ({device.label})")
+
+
+def run(spec: KernelSpec, inputs: Any, config: Config | Mapping[str, int] | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Launch `spec` on `inputs`: with `config` completed and validated, or, given none, with
+    the active config source's answer. Raises UnsupportedOnDevice / InvalidConfig / InvalidProblem."""
+    device = current_device()
+    problem = spec.problem_of(inputs)
+    reason = spec.unsupported_reason(problem, device)
+    if reason:
+        raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")
+    if config is None:
+        chosen = get_config_source().resolve(spec, problem, device).config
+    else:
+        chosen = spec.complete(config, problem, device)
+    return spec.launch(inputs, chosen, out=out)

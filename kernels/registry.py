@@ -1,0 +1,25 @@
+"""The explicit list of kernels. A kernel not listed here does not exist for infertune."""
+
+from __future__ import annotations
+
+from . import matmul
+from .errors import UnknownKernel
+from .spec import KernelSpec
+
+REGISTRY: tuple[KernelSpec, ...] = (
+    matmul.SPEC,
+)
+
+_BY_NAME = {spec.name: spec for spec in REGISTRY}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_BY_NAME)
+
+
+def get(name: str) -> KernelSpec:
+    """The spec called `name`. Raises UnknownKernel listing the known names."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise UnknownKernel(f"unknown kernel {name!r}; known kernels: {', '.join(_BY_NAME)}") from None

@@ -1,0 +1,28 @@
+import os
+import random
+
+import pytest
+import torch
+
+import kernels  # noqa: F401  (sets TRITON_INTERPRET on a machine without CUDA before any kernel import)
+from kernels.device import current_device
+
+
+@pytest.fixture
+def seed() -> int:
+    """A fresh seed per test run (inputs are random every time); it is printed on failure."""
+    return random.SystemRandom().randrange(2**31)
+
+
+@pytest.fixture
+def device():
+    return current_device()
+
+
+def generator(dev: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=dev).manual_seed(seed)
+
+
+def pytest_report_header(config):
+    dev = current_device()
+    return f"infertune kernels run on: {dev.label}; TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')}"
