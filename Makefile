@@ -1,0 +1,47 @@
+# The two commands: `make demo` and `make test`. Both set up .venv first.
+#
+# torch: where the system python can already import torch (a GPU box), the venv sees it
+# (--system-site-packages) and it is kept; otherwise TORCH_SPEC is installed first, a CPU
+# build that comes from this machine's disk in seconds (a bare "torch" would pull several
+# GB of CUDA wheels).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_WORKERS ?= auto
+STAMP := $(VENV)/.infertune-installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+	  if $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
+	    echo "torch is importable by $(PYTHON): keeping it (venv with system site-packages)"; \
+	    $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  else \
+	    $(PYTHON) -m venv $(VENV); \
+	  fi; \
+	fi
+	@$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/infertune env
+	$(VENV)/bin/infertune kernels
+	$(VENV)/bin/infertune check
+	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  $(VENV)/bin/infertune bench matmul_w8a16 --shape 16x4096x4096 --dtype bf16; \
+	else \
+	  echo "(no GPU: the bench runs a small shape through the Triton interpreter)"; \
+	  $(VENV)/bin/infertune bench matmul_w8a16 --shape 16x1024x1024 --dtype bf16; \
+	fi
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

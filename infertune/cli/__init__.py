@@ -1,0 +1,41 @@
+"""The `infertune` command line. Thin: commands parse input and call library functions.
+
+Nothing in infertune imports this package; only the console script and the tests do.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import bench_cmd, check_cmd, env_cmd, kernels_cmd
+from .common import click_exceptions
+
+app = typer.Typer(
+    name="infertune",
+    help="Profile and autotune Triton kernels for LLM and embedding inference on NVIDIA GPUs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("env")(env_cmd.env)
+app.command("kernels")(kernels_cmd.kernels)
+app.command("check")(check_cmd.check)
+app.command("bench")(bench_cmd.bench)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors become one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    click = click_exceptions()
+    try:
+        code = command.main(args=argv, prog_name="infertune", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,50 @@
+"""`infertune check`: every kernel against its reference on this device."""
+
+from __future__ import annotations
+
+import random
+
+import typer
+from rich.table import Table
+
+import kernels as kernel_library
+from kernels.device import current_device
+
+from ..benchmark import check as run_check
+from ..problems import default_dtype
+from .common import console, print_json, user_errors
+
+
+@user_errors
+def check(
+    names: list[str] = typer.Argument(None, help="Kernels to check (default: all)."),
+    dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16 (default: bf16 where it runs)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the random inputs (default: fresh)."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Run each kernel's default config at its example shape and compare with its torch reference."""
+    specs = [kernel_library.get(n) for n in names] if names else list(kernel_library.REGISTRY)
+    device = current_device()
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    results = []
+    for spec in specs:
+        chosen_dtype = dtype or default_dtype(spec, device)
+        problem = spec.problem(spec.example, chosen_dtype)
+        results.append(run_check(spec, problem, seed=seed))
+    if json_output:
+        print_json({"device": device.label, "seed": seed, "results": [r.to_dict() for r in results]})
+    else:
+        table = Table(title=f"kernels against their references on {device.label} (seed {seed})")
+        for col in ("kernel", "problem", "config", "result"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            if r.status == "unsupported":
+                state = f"[yellow]skipped[/]: not supported on this device: {r.reason}"
+            else:
+                colour = "green" if r.status == "ok" else "red"
+                state = f"[{colour}]{r.comparison.summary()}[/]"
+            table.add_row(r.kernel, r.problem_key, r.config or "-", state)
+        console.print(table)
+    if any(r.status == "mismatch" for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,84 @@
+"""What every command shares: one-line errors with exit code 2, JSON output, the console."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from kernels.errors import KernelError
+
+from ..errors import UsageError
+from ..settings import SettingError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS = (KernelError, UsageError, SettingError)
+
+console = Console(highlight=False)
+
+
+def click_exceptions():
+    """The click exceptions module typer uses: typer >= 0.22 vendors click as typer._click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `error: message` on one line to stderr; return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn bad input raised by the libraries into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no Infinity/NaN: a non-finite number is written as null (an exact match has
+    # infinite SQNR; its "ok" and "bad_elements" fields say which case it is).
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(_clean(data), indent=2, allow_nan=False))
+
+
+def fmt_ms(ms: float) -> str:
+    if ms >= 1000:
+        return f"{ms / 1e3:.2f} s"
+    if ms >= 1:
+        return f"{ms:.3g} ms"
+    return f"{ms * 1e3:.3g} µs"
+
+
+def fmt_num(x: float) -> str:
+    """Three significant digits, no exponent; tiny CPU-interpreter rates show as <0.001."""
+    if not math.isfinite(x):
+        return "-"
+    if 0 < abs(x) < 1e-3:
+        return "<0.001"
+    return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"

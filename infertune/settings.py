@@ -1,0 +1,43 @@
+"""Typed settings in one place: each has an environment variable and a default.
+A command-line flag beats the environment, which beats the default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    warmup_ms: float = 25.0  # INFERTUNE_WARMUP_MS: warm-up budget per timed function
+    rep_ms: float = 100.0  # INFERTUNE_REP_MS: budget for the timed repetitions
+    min_reps: int = 10  # INFERTUNE_MIN_REPS: fewest timed repetitions on a GPU
+    min_reps_cpu: int = 3  # INFERTUNE_MIN_REPS_CPU: on the CPU the interpreter takes seconds a call
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            warmup_ms=_number(env, "INFERTUNE_WARMUP_MS", defaults.warmup_ms, float),
+            rep_ms=_number(env, "INFERTUNE_REP_MS", defaults.rep_ms, float),
+            min_reps=_number(env, "INFERTUNE_MIN_REPS", defaults.min_reps, int),
+            min_reps_cpu=_number(env, "INFERTUNE_MIN_REPS_CPU", defaults.min_reps_cpu, int),
+        )
+
+
+class SettingError(ValueError):
+    pass
+
+
+def _number(env, name, default, kind):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < 0:
+        raise SettingError(f"{name}={raw!r} must be >= 0")
+    return value

@@ -1,0 +1,152 @@
+"""Timing primitives shared by `infertune bench` and the tuner.
+
+On a GPU: CUDA events around each repetition, a warm-up, the L2 cache flushed before every
+repetition (writing a buffer larger than L2, as triton.testing.do_bench does), and the
+median with p10/p90 of the per-repetition times. On the CPU: wall clock. Wall-clock times of
+Triton's CPU interpreter say nothing about GPU speed; a Timing carries `interpreter=True`
+so every report can say so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+# Triton's do_bench writes 256 MB; an H100's L2 is 50 MB, so this evicts it several times.
+L2_FLUSH_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-repetition latency statistics, in milliseconds."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    min_ms: float
+    mean_ms: float
+    reps: int
+    method: str  # "cuda-events" or "wall-clock"
+    l2_flushed: bool
+    interpreter: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median: the relative noise of this measurement."""
+        return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms > 0 else math.inf
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) with linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        raise ValueError("quantile of no values")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile {q} outside [0, 1]")
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(times_ms: list[float], method: str, l2_flushed: bool, interpreter: bool) -> Timing:
+    return Timing(
+        median_ms=quantile(times_ms, 0.5),
+        p10_ms=quantile(times_ms, 0.1),
+        p90_ms=quantile(times_ms, 0.9),
+        min_ms=min(times_ms),
+        mean_ms=sum(times_ms) / len(times_ms),
+        reps=len(times_ms),
+        method=method,
+        l2_flushed=l2_flushed,
+        interpreter=interpreter,
+    )
+
+
+def repetitions(estimate_ms: float, budget_ms: float, min_reps: int, max_reps: int) -> int:
+    """How many repetitions fit in `budget_ms`, kept within [min_reps, max_reps]."""
+    if estimate_ms <= 0:
+        return max_reps
+    return max(min_reps, min(max_reps, int(budget_ms / estimate_ms)))
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    device: torch.device | str,
+    warmup_ms: float = 25.0,
+    rep_ms: float = 100.0,
+    min_reps: int = 10,
+    max_reps: int = 1000,
+    flush_l2: bool = True,
+    interpreter: bool = False,
+) -> Timing:
+    """Time `fn()` on `device` and return the statistics of its repetitions.
+
+    Args:
+        fn: the work to time; called many times, its result is ignored.
+        device: where fn runs; "cuda" devices are timed with events, anything else by wall clock.
+        warmup_ms / rep_ms: time budgets for warm-up and for the timed repetitions.
+        min_reps / max_reps: bounds on the timed repetitions.
+        flush_l2: flush the GPU's L2 before every repetition (ignored on the CPU).
+        interpreter: mark the result as Triton-interpreter timing (CPU only).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2)
+    return _measure_wall(fn, warmup_ms, rep_ms, min_reps, max_reps, interpreter)
+
+
+def _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2) -> Timing:
+    flush_buffer = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device) if flush_l2 else None
+
+    def one_rep():
+        if flush_buffer is not None:
+            flush_buffer.zero_()
+        fn()
+
+    with torch.cuda.device(device):
+        fn()  # compile / autotune outside the timed region
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            one_rep()
+        end.record()
+        torch.cuda.synchronize()
+        estimate = start.elapsed_time(end) / 5
+        for _ in range(repetitions(estimate, warmup_ms, 1, max_reps)):
+            one_rep()
+        n = repetitions(estimate, rep_ms, min_reps, max_reps)
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            if flush_buffer is not None:
+                flush_buffer.zero_()
+            starts[i].record()
+            fn()
+            ends[i].record()
+        torch.cuda.synchronize()
+        times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
+    return summarize(times, "cuda-events", flush_l2, interpreter=False)
+
+
+def _measure_wall(fn, warmup_ms, rep_ms, min_reps, max_reps, interpreter) -> Timing:
+    t0 = time.perf_counter()
+    fn()  # first call: compile or trace, not timed
+    estimate = (time.perf_counter() - t0) * 1e3
+    for _ in range(repetitions(estimate, warmup_ms, 0, max_reps)):
+        fn()
+    times = []
+    for _ in range(repetitions(estimate, rep_ms, min_reps, max_reps)):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return summarize(times, "wall-clock", l2_flushed=False, interpreter=interpreter)

@@ -1,0 +1,129 @@
+"""The CLI through typer's CliRunner (output and exit codes) and through main() (what the
+console script does with bad input: one line on stderr, exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+import kernels
+from infertune.cli import app, main
+from kernels.device import current_device
+
+runner = CliRunner()
+
+
+def run_main(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_env_json_describes_this_machine():
+    result = runner.invoke(app, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    dev = current_device()
+    assert data["device"]["kind"] == dev.kind and data["device"]["interpreter"] == dev.interpreter
+    assert data["torch"] and data["triton"]
+    for tool in ("nvml", "nsys", "ncu"):
+        assert isinstance(data[tool]["usable"], bool)
+        if not data[tool]["usable"]:
+            assert data[tool]["detail"]  # says why not
+
+
+def test_env_table():
+    result = runner.invoke(app, ["env"])
+    assert result.exit_code == 0 and "compute capability" in result.output and "nvml" in result.output
+
+
+def test_kernels_json_lists_the_registry_with_space_sizes():
+    result = runner.invoke(app, ["kernels", "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert [k["name"] for k in data] == list(kernels.names())
+    for entry in data:
+        assert entry["space_size"] == math.prod(len(v) for v in entry["params"].values())
+        assert entry["dims"] and entry["dtypes"]
+
+
+def test_kernels_table_names_every_kernel():
+    result = runner.invoke(app, ["kernels"])
+    assert result.exit_code == 0
+    for name in kernels.names():
+        assert name in result.output
+
+
+def test_bench_json_reports_accuracy_and_both_timings():
+    result = runner.invoke(app, ["bench", "matmul", "--shape", "13x257x129", "--dtype", "fp16", "--json",
+                                 "--config", "BLOCK_M=16,BLOCK_N=128,SPLIT_K=2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["accuracy"]["ok"] and data["accuracy"]["bad_elements"] == 0
+    assert data["config"]["BLOCK_N"] == 128 and data["config"]["SPLIT_K"] == 2 and data["config_source"] == "caller"
+    assert data["shape"] == {"M": 13, "N": 257, "K": 129}
+    assert data["flops"] == 2 * 13 * 257 * 129
+    for side in ("triton", "baseline"):
+        t = data[side]
+        assert 0 < t["p10_ms"] <= t["median_ms"] <= t["p90_ms"]
+        assert t["tflops"] == pytest.approx(data["flops"] / (t["median_ms"] * 1e-3) / 1e12)
+    assert data["baseline"]["name"] == "torch.matmul"
+    assert data["speedup"] == pytest.approx(data["baseline"]["median_ms"] / data["triton"]["median_ms"])
+    assert data["interpreter"] == current_device().interpreter
+    if data["interpreter"]:
+        assert "say nothing about GPU speed" in data["note"]
+
+
+def test_bench_table_with_default_config_and_named_form_shape():
+    result = runner.invoke(app, ["bench", "matmul", "--shape", "M=1,N=64,K=13", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "heuristic" in result.output and "torch.matmul" in result.output and "correct" in result.output
+
+
+def test_check_json_runs_every_kernel():
+    result = runner.invoke(app, ["check", "matmul", "--json", "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [r["kernel"] for r in data["results"]] == ["matmul"]
+    assert data["results"][0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["bench", "matmull", "--shape", "1x2x3"], "unknown kernel 'matmull'; known kernels: matmul"),
+    (["bench", "matmul", "--shape", "16x4096"], "malformed shape '16x4096': expected MxNxK"),
+    (["bench", "matmul", "--shape", "M=16,N=4096"], "expected MxNxK (e.g. 16x16x16) or M=16,N=16,K=16"),
+    (["bench", "matmul", "--shape", "1x2x3", "--dtype", "int3"], "supports dtypes fp32, fp16, bf16"),
+    (["bench", "matmul", "--shape", "1x2x3", "--config", "BLOCK_M=48"], "BLOCK_M=48 is not a power of two"),
+    (["bench", "matmul", "--shape", "1x2x3", "--config", "BLOCK_Q=16"], "unknown parameter BLOCK_Q"),
+    (["bench", "matmul", "--shape", "1x2x3", "--config", "BLOCK_M"], "malformed config entry"),
+    (["bench", "matmul", "--shape", "1x2x3", "--opt", "causal=1"], "no option 'causal'"),
+    (["bench", "matmul", "--shape", "1x2x3", "--opt", "oops"], "malformed option 'oops'"),
+    (["bench", "matmul"], "Missing option '--shape'"),
+    (["frobnicate"], "No such command"),
+    (["check", "nope"], "unknown kernel 'nope'"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(capsys, argv, fragment):
+    code, out, err = run_main(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+    assert "Traceback" not in err + out
+
+
+def test_a_dtype_the_device_cannot_run_says_so(capsys):
+    dev = current_device()
+    if dev.kind == "cuda" and dev.capability >= (8, 9):
+        pytest.skip("this GPU runs fp8")
+    assert "matmul_fp8" in kernels.names()
+    code, out, err = run_main(capsys, "bench", "matmul_fp8", "--shape", "16x64x64")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "not supported on this device" in err and "compute capability >= 8.9" in err
+
+
+def test_cli_runner_sees_exit_code_2_for_library_errors():
+    result = runner.invoke(app, ["bench", "nope", "--shape", "1x2x3"])
+    assert result.exit_code == 2 and "unknown kernel" in result.output

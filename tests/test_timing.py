@@ -1,0 +1,49 @@
+import random
+import time
+
+import pytest
+import torch
+
+from profilers.timing import measure, quantile, repetitions
+
+
+def test_quantile_matches_torch(seed):
+    rng = random.Random(seed)
+    for n in (1, 2, 13, 257):
+        values = [rng.random() for _ in range(n)]
+        for q in (0.0, 0.1, 0.5, 0.9, 1.0):
+            expected = torch.quantile(torch.tensor(values, dtype=torch.float64), q).item()
+            assert quantile(values, q) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_quantile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        quantile([], 0.5)
+    with pytest.raises(ValueError):
+        quantile([1.0], 1.5)
+
+
+def test_repetitions_stay_in_bounds():
+    assert repetitions(2.0, 100.0, 10, 1000) == 50
+    assert repetitions(100.0, 100.0, 10, 1000) == 10
+    assert repetitions(0.001, 100.0, 10, 1000) == 1000
+    assert repetitions(0.0, 100.0, 10, 1000) == 1000
+
+
+def test_wall_clock_measurement_of_a_known_delay():
+    timing = measure(lambda: time.sleep(0.002), device="cpu", warmup_ms=2, rep_ms=30, min_reps=5, interpreter=True)
+    assert timing.method == "wall-clock" and timing.interpreter and not timing.l2_flushed
+    assert timing.reps >= 5
+    assert 2.0 <= timing.p10_ms <= timing.median_ms <= timing.p90_ms
+    assert timing.median_ms < 50  # a sleep of 2 ms is not measured as 50
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_event_timing_flushes_l2_and_orders_quantiles():
+    a = torch.randn(2048, 2048, device="cuda", dtype=torch.bfloat16)
+    small = measure(lambda: a[:256, :256] @ a[:256, :256], device="cuda")
+    large = measure(lambda: a @ a, device="cuda")
+    assert large.method == "cuda-events" and large.l2_flushed
+    assert large.p10_ms <= large.median_ms <= large.p90_ms
+    assert large.median_ms > small.median_ms
