@@ -1,0 +1,387 @@
+"""matmul_w4a16: y = x @ dequant(W).T (+ bias) with group-wise int4 weights.
+
+Weight-only quantization: the nn.Linear weight W [N, K] is cut along K into groups of 32,
+64 or 128; each (row, group) has an fp32 scale and, when asymmetric, an fp32 zero point:
+W ~= (q - zero) * scale with q in [0, 15]. Symmetric groups store q + 8 (zero point 8).
+Two values share a byte along K (low nibble = even k, high nibble = odd k): packed is
+uint8 [N, Kp / 2] where Kp is K padded with zeros to a multiple of the group.
+
+The kernel keeps every K tile inside one group (BLOCK_K divides the group size), so the
+group's scale factors out of the tile's dot: acc += dot(x, q - zero) * scale[None, :].
+
+The quantizer `quantize_int4` lives here, beside the kernel that consumes its layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from . import constraints as C
+from .accuracy import tolerance_for
+from .device import DTYPE_NAMES, DeviceInfo, dtype_name
+from .errors import InvalidProblem
+from .launching import needs_dot_upcast, run
+from .matmul import group_m_has_effect, heuristic_split_k
+from .quant_io import checked_float_matrix, output_buffer
+from .spec import Config, KernelSpec, Option, Param, Problem
+from .splitk import reduce_partials
+
+SYMMETRIC_ZERO = 8  # symmetric q in [-8, 7] is stored as q + 8
+
+
+def scheme_name(group_size: int, symmetric: bool) -> str:
+    """The quant option naming a layout: "int4-g128", "int4-g32-asym", ..."""
+    return f"int4-g{group_size}{'' if symmetric else '-asym'}"
+
+
+# Quant option -> (group size, symmetric), in the option's order.
+SCHEMES = {scheme_name(group, symmetric): (group, symmetric)
+           for symmetric in (True, False) for group in (32, 64, 128)}
+
+
+# -- quantizer -------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)  # tensors: compared by identity
+class Int4Weight:
+    """An nn.Linear weight [N, K] quantized to int4 in groups along K: W ~= (q - zero) * scale."""
+
+    packed: torch.Tensor  # uint8 [N, Kp // 2]; k even in the low nibble, k odd in the high one
+    scale: torch.Tensor  # fp32 [N, Kp // group_size]; never 0
+    zero: torch.Tensor | None  # fp32 [N, Kp // group_size], integers in [0, 15]; None: symmetric (8)
+    group_size: int
+    in_features: int  # K before padding
+
+    @property
+    def symmetric(self) -> bool:
+        return self.zero is None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.packed.shape[0], self.in_features)
+
+    @property
+    def scheme(self) -> str:
+        """The matmul_w4a16 quant option this layout is ("int4-g128", "int4-g32-asym", ...)."""
+        return scheme_name(self.group_size, self.symmetric)
+
+    def unpack(self) -> torch.Tensor:
+        """The stored 4-bit values, uint8 [N, Kp] in [0, 15] (padding included)."""
+        low = self.packed & 0xF
+        high = self.packed >> 4
+        return torch.stack((low, high), dim=-1).reshape(self.packed.shape[0], -1)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight the kernel computes with, [N, K] in `dtype` (computed in fp32)."""
+        n = self.packed.shape[0]
+        q = self.unpack().float().view(n, -1, self.group_size)
+        zero = self.zero if self.zero is not None else torch.full_like(self.scale, SYMMETRIC_ZERO)
+        w = (q - zero[..., None]) * self.scale[..., None]
+        return w.reshape(n, -1)[:, : self.in_features].to(dtype)
+
+
+def quantize_int4(w: torch.Tensor, group_size: int = 128, symmetric: bool = True) -> Int4Weight:
+    """Quantize an nn.Linear weight w [N, K] (float) to int4 in groups of `group_size` along K.
+
+    K is padded with zeros to a multiple of the group (so any K works). Symmetric:
+    scale = absmax / 7, q = clamp(round(w / scale), -8, 7), stored as q + 8. Asymmetric:
+    the group's range [min, max] is widened to include 0 (so that 0 stays exact and the
+    zero point needs no clamping), scale = (max - min) / 15, zero = round(-min / scale),
+    q = clamp(round(w / scale) + zero, 0, 15). Either way |w - dequant| <= scale / 2, and an
+    all-zero group gets scale 1 and dequantizes to exact zeros.
+    Raises InvalidProblem for a bad weight or a group size that is not a positive even number.
+    """
+    wf = checked_float_matrix(w, "quantize_int4")
+    if group_size < 2 or group_size % 2:
+        raise InvalidProblem(f"quantize_int4: group_size must be a positive even number; got {group_size}")
+    n, k = wf.shape
+    kp = C.cdiv(k, group_size) * group_size
+    groups = F.pad(wf, (0, kp - k)).view(n, kp // group_size, group_size)
+    if symmetric:
+        absmax = groups.abs().amax(dim=-1)
+        scale = torch.where(absmax > 0, absmax / 7, torch.ones_like(absmax))
+        q = torch.round(groups / scale[..., None]).clamp_(-8, 7) + SYMMETRIC_ZERO
+        zero = None
+    else:
+        lo = groups.amin(dim=-1).clamp(max=0.0)
+        hi = groups.amax(dim=-1).clamp(min=0.0)
+        scale = torch.where(hi > lo, (hi - lo) / 15, torch.ones_like(hi))
+        zero = torch.round(-lo / scale).clamp_(0, 15)
+        q = (torch.round(groups / scale[..., None]) + zero[..., None]).clamp_(0, 15)
+    q = q.to(torch.uint8).view(n, kp)
+    packed = q[:, 0::2] | (q[:, 1::2] << 4)
+    return Int4Weight(packed.contiguous(), scale.contiguous(),
+                      None if zero is None else zero.contiguous(), group_size, k)
+
+
+# -- kernel ----------------------------------------------------------------------------
+@triton.jit
+def _w4a16_kernel(
+    x_ptr, w_ptr, scale_ptr, zero_ptr, out_ptr, bias_ptr,
+    M, N, K,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_sg, stride_zn, stride_zg,
+    stride_os, stride_om, stride_on,
+    GROUP: tl.constexpr, ASYM: tl.constexpr,
+    HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+):
+    # Grouped tile order and split-K ranges exactly as in matmul.py.
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
+    k_first = pid_k * tiles_per_split
+    k_last = min(k_first + tiles_per_split, k_tiles)
+    # Nibble k % 2 of byte k // 2: the shift is the same for every K tile.
+    shift = ((offs_k % 2) * 4)[:, None]
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kt in range(k_first, k_last):
+        k = kt * BLOCK_K + offs_k
+        mask_k = k < K
+        a = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :] * stride_xk,
+                    mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        # The packed weight is [N, Kp / 2]; its tile is read transposed, as [BLOCK_K, BLOCK_N].
+        byte = tl.load(w_ptr + (k // 2)[:, None] * stride_wk + offs_n[None, :] * stride_wn,
+                       mask=mask_k[:, None] & mask_n[None, :], other=0)
+        q = (byte.to(tl.int32) >> shift) & 0xF
+        # BLOCK_K divides GROUP, so the whole tile lies in one group.
+        g = (kt * BLOCK_K) // GROUP
+        scale = tl.load(scale_ptr + offs_n * stride_sn + g * stride_sg, mask=mask_n, other=0.0)
+        if ASYM:
+            zero = tl.load(zero_ptr + offs_n * stride_zn + g * stride_zg, mask=mask_n, other=0.0)
+            q = q - zero.to(tl.int32)[None, :]
+        else:
+            q = q - 8
+        # q - zero is an integer in [-15, 15]: exact in fp16 and bf16.
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = q.to(tl.float32)
+        else:
+            b = q.to(x_ptr.dtype.element_ty)
+        acc += tl.dot(a, b, input_precision=INPUT_PRECISION) * scale[None, :]
+
+    c_mask = mask_m[:, None] & mask_n[None, :]
+    c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+        tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
+    else:
+        tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
+
+
+@dataclass(frozen=True)
+class W4A16Inputs:
+    x: torch.Tensor  # [M, K] fp32/fp16/bf16, any strides
+    w: Int4Weight  # packed [N, Kp / 2], scale (and zero) [N, Kp / group]
+    bias: torch.Tensor | None = None  # [N], x's dtype
+    weight: torch.Tensor | None = None  # [N, K] float weight in x's dtype: the baseline's input only
+
+
+def _problem_of(inputs: W4A16Inputs) -> Problem:
+    x, w, bias = inputs.x, inputs.w, inputs.bias
+    if x.dim() != 2 or w.packed.dim() != 2 or x.shape[1] != w.in_features:
+        raise InvalidProblem(f"matmul_w4a16 needs x [M, K] and a weight of K={w.in_features} inputs; "
+                             f"got x {tuple(x.shape)}")
+    N = w.packed.shape[0]
+    groups = C.cdiv(w.in_features, w.group_size)
+    if (w.packed.dtype != torch.uint8 or tuple(w.packed.shape) != (N, groups * w.group_size // 2)
+            or w.scale.dtype != torch.float32 or tuple(w.scale.shape) != (N, groups)
+            or (w.zero is not None and (w.zero.dtype != torch.float32 or tuple(w.zero.shape) != (N, groups)))):
+        raise InvalidProblem(f"matmul_w4a16 needs packed uint8 [N, Kp/2]={[N, groups * w.group_size // 2]} and "
+                             f"fp32 scale/zero [N, groups]={[N, groups]}; got packed {w.packed.dtype} "
+                             f"{tuple(w.packed.shape)}, scale {w.scale.dtype} {tuple(w.scale.shape)}")
+    if bias is not None and (tuple(bias.shape) != (N,) or bias.dtype != x.dtype):
+        raise InvalidProblem(f"matmul_w4a16 bias must be [N]={N} in x's dtype {x.dtype}; got {tuple(bias.shape)} {bias.dtype}")
+    for t in (w.packed, w.scale, w.zero, bias):
+        if t is not None and t.device != x.device:
+            raise InvalidProblem(f"matmul_w4a16 tensors must share x's device {x.device}; got {t.device}")
+    try:
+        dtype = dtype_name(x.dtype)
+    except ValueError as e:
+        raise InvalidProblem(f"matmul_w4a16: {e}") from None
+    # An unsupported group size fails here, as a quant option the spec does not list.
+    return SPEC.problem({"M": x.shape[0], "N": N, "K": x.shape[1]}, dtype,
+                        {"quant": w.scheme, "bias": bias is not None})
+
+
+def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None) -> torch.Tensor:
+    x, w, bias = inputs.x, inputs.w, inputs.bias
+    M, K = x.shape
+    N = w.packed.shape[0]
+    out = output_buffer(out, (M, N), x.dtype, x.device)
+    split_k = config["SPLIT_K"]
+    target = out if split_k == 1 else torch.empty((split_k, M, N), device=x.device, dtype=torch.float32)
+    stride_os = 0 if split_k == 1 else target.stride(0)
+    zero = w.zero if w.zero is not None else w.scale  # unread when symmetric
+    grid = (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), split_k)
+    _w4a16_kernel[grid](
+        x, w.packed, w.scale, zero, target, bias if bias is not None else w.scale,
+        M, N, K,
+        x.stride(0), x.stride(1), w.packed.stride(0), w.packed.stride(1),
+        w.scale.stride(0), w.scale.stride(1), zero.stride(0), zero.stride(1),
+        stride_os, target.stride(-2), target.stride(-1),
+        GROUP=w.group_size, ASYM=not w.symmetric,
+        HAS_BIAS=bias is not None,
+        UPCAST=needs_dot_upcast(x.dtype),
+        # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.
+        INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        **config.kernel_args(), **config.launch_options(),
+    )
+    if split_k > 1:
+        reduce_partials(target, out, bias)
+    return out
+
+
+def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> W4A16Inputs:
+    M, N, K = problem["M"], problem["N"], problem["K"]
+    dtype = DTYPE_NAMES[problem.dtype]
+    group, symmetric = SCHEMES[problem.opt("quant")]
+    x = torch.randn((M, K), device=device, dtype=dtype, generator=gen)
+    w = torch.randn((N, K), device=device, dtype=torch.float32, generator=gen)  # nn.Linear layout
+    bias = torch.randn((N,), device=device, dtype=dtype, generator=gen) if problem.opt("bias") == "1" else None
+    return W4A16Inputs(x, quantize_int4(w, group, symmetric), bias, weight=w.to(dtype))
+
+
+def _reference(inputs: W4A16Inputs) -> torch.Tensor:
+    out = inputs.x.float() @ inputs.w.dequantize(torch.float32).t()
+    return out + inputs.bias.float() if inputs.bias is not None else out
+
+
+def _baseline(inputs: W4A16Inputs) -> torch.Tensor:
+    # The op the quantized kernel replaces: the float layer in x's dtype.
+    weight = inputs.weight if inputs.weight is not None else inputs.w.dequantize(inputs.x.dtype)
+    if inputs.bias is not None:
+        return torch.addmm(inputs.bias, inputs.x, weight.t())
+    return torch.matmul(inputs.x, weight.t())
+
+
+def block_k_within_group(config: Config, problem: Problem, device: DeviceInfo) -> str | None:
+    """A K tile must lie inside one quantization group, so that one scale vector serves it."""
+    group, _ = SCHEMES[problem.opt("quant")]
+    if config["BLOCK_K"] > group or group % config["BLOCK_K"]:
+        return f"BLOCK_K={config['BLOCK_K']} must divide the quantization group of {group} ({problem.opt('quant')})"
+    return None
+
+
+def _smem(config: Config, problem: Problem) -> int:
+    # Per pipeline stage one x tile and one weight tile as loaded ([BLOCK_K, BLOCK_N] bytes:
+    # each packed byte is read for both of its nibbles); plus one dequantized tile in x's
+    # dtype (on Hopper the wgmma B operand is read from shared memory).
+    es = C.ELEMENT_BYTES[problem.dtype]
+    bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    return config["num_stages"] * (bm * bk * es + bk * bn) + bk * bn * es
+
+
+def _acc_elements(config: Config, problem: Problem) -> int:
+    # The accumulator plus the tile's dot result, which is scaled before it is added.
+    return 2 * config["BLOCK_M"] * config["BLOCK_N"]
+
+
+def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
+    M, N, K = problem["M"], problem["N"], problem["K"]
+    group, _ = SCHEMES[problem.opt("quant")]
+    if device.kind != "cuda":
+        # The interpreter pays per program and K step, not per FLOP: the fewest, largest tiles.
+        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=8, num_stages=2)
+    elif M <= 64:
+        # Decode: a GEMV-like weight stream; split K below so that the SMs are covered.
+        cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
+    else:
+        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=3)
+    cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
+                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K), group))
+    if C.cdiv(M, cfg["BLOCK_M"]) == 1:
+        cfg = cfg.replace(GROUP_M=1)
+    if device.kind == "cuda":
+        tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
+        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
+    return C.shrink_to_fit(SPEC, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
+
+
+def _bytes(problem: Problem) -> int:
+    M, N, K = problem["M"], problem["N"], problem["K"]
+    group, symmetric = SCHEMES[problem.opt("quant")]
+    es = C.ELEMENT_BYTES[problem.dtype]
+    groups = C.cdiv(K, group)
+    params = N * groups * 4 * (1 if symmetric else 2)  # fp32 scales (and zero points)
+    bias = N * es if problem.opt("bias") == "1" else 0
+    return M * K * es + N * groups * group // 2 + params + M * N * es + bias
+
+
+SPEC = KernelSpec(
+    name="matmul_w4a16",
+    summary="y = x @ dequant(W_int4).T (+ bias); group-wise int4 weights (sym/asym), split-K",
+    dims=("M", "N", "K"),
+    dtypes=("fp32", "fp16", "bf16"),
+    options=(
+        Option("quant", tuple(SCHEMES), "int4-g128", "int4 group size along K; -asym adds zero points"),
+        Option("bias", ("0", "1"), "0", "add a bias vector of length N"),
+    ),
+    params=(
+        Param("BLOCK_M", (16, 32, 64, 128, 256), "rows of y per program"),
+        Param("BLOCK_N", (16, 32, 64, 128, 256), "columns of y (output channels) per program"),
+        Param("BLOCK_K", (16, 32, 64, 128), "K step of the inner loop (divides the group)"),
+        Param("GROUP_M", (1, 4, 8, 16), "M blocks that share weight tiles in L2"),
+        Param("SPLIT_K", (1, 2, 4, 8, 16), "programs that share one tile's K range"),
+        Param("num_warps", (2, 4, 8)),
+        Param("num_stages", (2, 3, 4, 5)),
+    ),
+    constraints=(
+        C.power_of_two("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps"),
+        C.block_fits("BLOCK_M", "M"),
+        C.block_fits("BLOCK_N", "N"),
+        C.block_fits("BLOCK_K", "K"),
+        block_k_within_group,
+        C.at_least_one_tile_per_split("SPLIT_K", "BLOCK_K", "K"),
+        group_m_has_effect,
+        C.shared_memory_fits(_smem),
+        C.registers_fit(_acc_elements),
+    ),
+    heuristic=_heuristic,
+    make_inputs=_make_inputs,
+    problem_of=_problem_of,
+    reference=_reference,
+    launch=_launch,
+    baseline=_baseline,
+    baseline_name="torch.matmul (float weights)",
+    flops=lambda p: 2 * p["M"] * p["N"] * p["K"],
+    bytes_moved=_bytes,
+    # As for int8: x * (q - zero) is exact in fp32 and the group scale one more rounding per
+    # tile, so the kernel matches the fp32 reference to summation order; the per-dtype bound holds.
+    tolerance=lambda p: tolerance_for(p.dtype),
+    example={"M": 13, "N": 257, "K": 129},
+)
+
+
+def matmul_w4a16(x: torch.Tensor, w: Int4Weight, bias: torch.Tensor | None = None, *,
+                 config: Config | dict[str, int] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x @ w.dequantize().T (+ bias) with the group-wise int4 weight-only Triton kernel.
+
+    Args: x [M, K] fp32/fp16/bf16; w from `quantize_int4` (group size 32, 64 or 128,
+        symmetric or not); bias [N] in x's dtype. config: tile config (missing parameters
+        come from the heuristic); None asks the active config source. out: [M, N] in x's dtype.
+    Returns: y [M, N] in x's dtype.
+    Raises: InvalidProblem (also for other group sizes), InvalidConfig, UnsupportedOnDevice.
+    """
+    return run(SPEC, W4A16Inputs(x, w, bias), config, out=out)

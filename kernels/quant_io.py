@@ -1,0 +1,35 @@
+"""Input checks shared by the quantized matmul kernels (matmul_w8a16, matmul_w4a16,
+matmul_fp8): the check their quantizers make of a float tensor, and the check of a
+caller's `out` buffer."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InvalidProblem
+
+
+def checked_float_matrix(t: torch.Tensor, what: str) -> torch.Tensor:
+    """`t` as fp32 (detached) after checking it is a non-empty, finite 2-D float tensor.
+
+    Raises InvalidProblem naming `what` (the quantizer) otherwise: a NaN would otherwise
+    turn silently into an arbitrary integer code.
+    """
+    if t.dim() != 2 or t.numel() == 0 or not t.is_floating_point():
+        raise InvalidProblem(f"{what} needs a non-empty 2-D float tensor; got {tuple(t.shape)} {t.dtype}")
+    tf = t.detach().float()
+    if not bool(torch.isfinite(tf).all()):
+        raise InvalidProblem(f"{what}: the tensor has NaN or Inf entries")
+    return tf
+
+
+def output_buffer(out: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor:
+    """`out` if it is a `shape` `dtype` tensor on `device` (any strides), a new one if None.
+    Raises InvalidProblem for a mismatched buffer."""
+    if out is None:
+        return torch.empty(shape, device=device, dtype=dtype)
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype or out.device != device:
+        raise InvalidProblem(f"out must be {list(shape)} {dtype} on {device}; got "
+                             f"{list(out.shape)} {out.dtype} on {out.device}")
+    return out
