@@ -19,5 +19,19 @@ if not _torch.cuda.is_available():
 
 from .registry import REGISTRY, get, names  # noqa: E402
 from .matmul import matmul  # noqa: E402
+from .matmul_w8a16 import Int8Weight, matmul_w8a16, quantize_int8  # noqa: E402
+from .matmul_w4a16 import Int4Weight, matmul_w4a16, quantize_int4  # noqa: E402
+from .matmul_fp8 import Fp8Tensor, matmul_fp8, quantize_fp8  # noqa: E402
+from .rmsnorm import rmsnorm  # noqa: E402
+from .layernorm import layernorm  # noqa: E402
+from .rope import rope, rope_cache  # noqa: E402
+from .swiglu import swiglu  # noqa: E402
+from .gelu import gelu  # noqa: E402
+from .attention import attention  # noqa: E402
+from .attention_decode import attention_decode  # noqa: E402
 
-__all__ = ["REGISTRY", "get", "names", "matmul"]
+__all__ = ["REGISTRY", "get", "names", "matmul",
+           "matmul_w8a16", "quantize_int8", "Int8Weight", "matmul_w4a16", "quantize_int4", "Int4Weight",
+           "matmul_fp8", "quantize_fp8", "Fp8Tensor",
+           "rmsnorm", "layernorm", "rope", "rope_cache", "swiglu", "gelu",
+           "attention", "attention_decode"]

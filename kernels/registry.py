@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from . import matmul
+from . import matmul_fp8, matmul_w4a16, matmul_w8a16
+from . import gelu, layernorm, rmsnorm, rope, swiglu
+from . import attention, attention_decode
 from .errors import UnknownKernel
 from .spec import KernelSpec
 
 REGISTRY: tuple[KernelSpec, ...] = (
     matmul.SPEC,
+    matmul_w8a16.SPEC,
+    matmul_w4a16.SPEC,
+    matmul_fp8.SPEC,
+    rmsnorm.SPEC,
+    layernorm.SPEC,
+    rope.SPEC,
+    swiglu.SPEC,
+    gelu.SPEC,
+    attention.SPEC,
+    attention_decode.SPEC,
 )
 
 _BY_NAME = {spec.name: spec for spec in REGISTRY}

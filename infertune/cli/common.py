@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from rich.console import Console
 from kernels.errors import KernelError
 
 from ..errors import UsageError
+from ..jsonio import dumps
 from ..settings import SettingError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,20 +51,8 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _clean(value: Any) -> Any:
-    # JSON has no Infinity/NaN: a non-finite number is written as null (an exact match has
-    # infinite SQNR; its "ok" and "bad_elements" fields say which case it is).
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(_clean(data), indent=2, allow_nan=False))
+    typer.echo(dumps(data))
 
 
 def fmt_ms(ms: float) -> str:

@@ -1,0 +1,112 @@
+"""Bench the matmul kernels against torch.matmul at LLM shapes.
+
+    python -m bench.kernels_vs_torch            # on a GPU: the full table, bf16
+    python -m bench.kernels_vs_torch --smoke    # anywhere: tiny shapes (CPU: interpreter)
+
+Untuned (heuristic) configs: the tuner issue adds tuned ones. Writes results.json and
+results.md under bench/results/<device>-<date>/ (or --out). Every row names its baseline:
+torch.matmul in the same dtype on float weights of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import random
+import re
+import sys
+from pathlib import Path
+
+import kernels
+from infertune.benchmark import INTERPRETER_NOTE, BenchResult, bench
+from infertune.environment import collect_environment
+from infertune.jsonio import dumps
+from infertune.settings import Settings
+
+KERNELS = ("matmul", "matmul_w8a16", "matmul_w4a16")
+M_VALUES = (1, 16, 128, 2048)
+NK_VALUES = ((4096, 4096), (14336, 4096), (4096, 14336))
+SMOKE_M, SMOKE_NK = (1, 13), ((96, 64),)
+
+
+def run(kernel_names, m_values, nk_values, dtype, seed) -> list[BenchResult]:
+    results = []
+    for name in kernel_names:
+        spec = kernels.get(name)
+        for n, k in nk_values:
+            for m in m_values:
+                problem = spec.problem({"M": m, "N": n, "K": k}, dtype)
+                r = bench(spec, problem, None, seed=seed, settings=Settings.from_env())
+                results.append(r)
+                print(f"{name:14s} M={m:<5d} N={n:<6d} K={k:<6d} triton {r.timing.median_ms:9.4f} ms  "
+                      f"torch {r.baseline_timing.median_ms:9.4f} ms  x{r.speedup:5.2f}  "
+                      f"{'ok' if r.comparison.ok else 'WRONG'}", flush=True)
+    return results
+
+
+def markdown(results: list[BenchResult], env: dict, when: str) -> str:
+    dev = env["device"]
+    lines = [
+        f"# matmul kernels vs torch.matmul — {dev['label']}",
+        "",
+        f"Date {when}; driver {env['driver']}; torch {env['torch']}; triton {env['triton']}; CUDA {env['cuda_runtime']}.",
+        "Latency is the median of per-repetition times (p10-p90 in brackets), CUDA events, L2 flushed before every "
+        "repetition. Configs are the untuned heuristic defaults. speedup = torch median / triton median; the "
+        "baseline is torch.matmul in the same dtype on float weights of the same shape.",
+        "",
+    ]
+    if any(r.interpreter for r in results):
+        lines += [f"**{INTERPRETER_NOTE}.**", ""]
+    lines += ["| kernel | M | N | K | quant | triton ms (p10-p90) | torch ms (p10-p90) | speedup | TFLOP/s | GB/s | correct |",
+              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        t, b = r.timing, r.baseline_timing
+        quant = dict(r.problem.options).get("quant", "int8-channel" if r.kernel == "matmul_w8a16" else "-")
+        lines.append(
+            f"| {r.kernel} | {r.problem['M']} | {r.problem['N']} | {r.problem['K']} | {quant} | "
+            f"{t.median_ms:.4f} ({t.p10_ms:.4f}-{t.p90_ms:.4f}) | {b.median_ms:.4f} ({b.p10_ms:.4f}-{b.p90_ms:.4f}) | "
+            f"{r.speedup:.2f}x | {r.tflops:.1f} | {r.gbps:.0f} | {'yes' if r.comparison.ok else 'NO'} |")
+    by_kernel = {}
+    for r in results:
+        by_kernel.setdefault(r.kernel, []).append(r.speedup)
+    lines += ["", "Geometric-mean speedup over torch.matmul per kernel:", ""]
+    for name, speedups in by_kernel.items():
+        gm = math.exp(sum(math.log(s) for s in speedups) / len(speedups))
+        lines.append(f"- {name}: {gm:.2f}x over {len(speedups)} shapes")
+    return "\n".join(lines) + "\n"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes (checks the script; figures mean nothing)")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/<device>-<date>)")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    env = collect_environment()
+    if env.device.kind != "cuda" and not args.smoke:
+        print("this benchmark's figures need a CUDA GPU; on this machine run it with --smoke", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    m_values, nk_values = (SMOKE_M, SMOKE_NK) if args.smoke else (M_VALUES, NK_VALUES)
+    results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed)
+    now = dt.datetime.now(dt.timezone.utc)
+    out = args.out or Path("bench/results") / f"kernels-vs-torch-{slug(env.device.name)}-{now:%Y-%m-%d}"
+    out.mkdir(parents=True, exist_ok=True)
+    env_dict = env.to_dict()
+    (out / "results.json").write_text(dumps(
+        {"benchmark": "kernels_vs_torch", "date": now.isoformat(timespec="seconds"), "seed": seed,
+         "environment": env_dict, "results": [r.to_dict() for r in results]}))
+    (out / "results.md").write_text(markdown(results, env_dict, now.strftime("%Y-%m-%d")))
+    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    return 0 if all(r.comparison.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
