@@ -35,16 +35,19 @@ def check(
     if json_output:
         print_json({"device": device.label, "seed": seed, "results": [r.to_dict() for r in results]})
     else:
-        table = Table(title=f"kernels against their references on {device.label} (seed {seed})")
-        for col in ("kernel", "problem", "config", "result"):
-            table.add_column(col, overflow="fold")
+        table = Table(title=f"default configs against their references on {device.label} (seed {seed})",
+                      caption="configs and errors in full: --json")
+        table.add_column("kernel", no_wrap=True)
+        table.add_column("problem", overflow="fold")
+        table.add_column("result", overflow="fold")
         for r in results:
             if r.status == "unsupported":
-                state = f"[yellow]skipped[/]: not supported on this device: {r.reason}"
+                state = f"[yellow]skipped[/]: {r.reason}"
             else:
-                colour = "green" if r.status == "ok" else "red"
-                state = f"[{colour}]{r.comparison.summary()}[/]"
-            table.add_row(r.kernel, r.problem_key, r.config or "-", state)
+                c = r.comparison
+                state = ("[green]ok[/]" if r.status == "ok" else f"[red]MISMATCH[/] {c.bad_elements}/{c.total_elements}")
+                state += f" SQNR {c.sqnr_db:.1f} dB, max rel err {c.max_rel_err:.1e}"
+            table.add_row(r.kernel, r.problem_key, state)
         console.print(table)
     if any(r.status == "mismatch" for r in results):
         raise typer.Exit(1)
