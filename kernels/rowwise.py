@@ -73,11 +73,12 @@ def tile_not_tiny(elements: Callable[[Config, Problem], int], whole: Callable[[P
 
 def tile_registers_fit(regs_per_element: float, elements: Callable[[Config, Problem], int]) -> Constraint:
     """The tile's registers, `regs_per_element` per element held by a thread, must fit the
-    255 a thread has. Measured with ptxas for sm_90 (Triton 3.9, bf16, unit column stride,
-    one warp): at 128 elements per thread one-tile rmsnorm takes 166 registers, layernorm
-    182 (227 looping), swiglu 186, tanh-gelu 156, none spilling (~1.5 per element), while
-    looping rmsnorm (a sum-of-squares tile beside x) and erf-gelu spill; at 64 they take
-    155 and 154 (2 per element covers them). rope takes 175 at 64 (x1, x2) pairs."""
+    255 a thread has (128 at 16 warps: constraints.max_registers_per_thread). Measured with
+    ptxas for sm_90 (Triton 3.9, bf16, unit column stride, one warp): at 128 elements per
+    thread one-tile rmsnorm takes 166 registers, layernorm 182 (227 looping), swiglu 186,
+    tanh-gelu 156, none spilling (~1.5 per element), while looping rmsnorm (a sum-of-squares
+    tile beside x) and erf-gelu spill; at 64 they take 155 and 154 (2 per element covers
+    them). rope takes 175 at 64 (x1, x2) pairs."""
     return C.registers_fit(lambda config, problem: int(regs_per_element * elements(config, problem)))
 
 

@@ -82,6 +82,18 @@ def test_register_limits_follow_the_measured_cost_per_element():
     assert _reason(RMS.SPEC, shape, dict(big, num_warps=2)) is None
 
 
+def test_register_limit_is_128_at_16_warps():
+    # 512 threads share a block's 64K registers. 128 layernorm elements per thread fit on
+    # 8 warps (174-192 registers for sm_90) but spilled on 16 (112-232 bytes); 64 erf-gelu
+    # elements per thread spilled there too (32-80 bytes), 32 did not.
+    assert C.max_registers_per_thread(8) == 255 and C.max_registers_per_thread(16) == 128
+    shape = {"M": 2048, "N": 16384}
+    assert _reason(LN.SPEC, shape, dict(BLOCK_M=4, BLOCK_N=8192, num_warps=8)) is None
+    assert "a thread has 128" in _reason(LN.SPEC, shape, dict(BLOCK_M=8, BLOCK_N=8192, num_warps=16))
+    assert "a thread has 128" in _reason(GELU.SPEC, shape, dict(BLOCK_M=4, BLOCK_N=8192, num_warps=16))
+    assert _reason(GELU.SPEC, shape, dict(BLOCK_M=2, BLOCK_N=8192, num_warps=16)) is None
+
+
 def test_rope_constraints_and_problem_checks():
     spec = ROPE.SPEC
     for bad in ({"T": 4, "H": 2, "D": 63}, {"T": 4, "H": 2, "D": 2 * ROPE.MAX_HEAD_DIM}):

@@ -1,0 +1,113 @@
+"""Every registered kernel compiles for an H100 (sm_90) at LLM sizes, without a GPU.
+
+For each kernel: its heuristic default on two LLM-sized bf16 problems, and 3 configs of a
+covering sample (spec.sample_configs) on each, are launched through the spec's launcher
+with launches recorded instead of run, and compiled with Triton's NVIDIA backend for
+sm_90 (tests/sm90_compile.py says how). Asserted for every kernel launched: the compile
+succeeds and its shared memory fits H100's opt-in limit, i.e. the spec's constraints
+rejected over-limit configs before compiling; for the heuristic defaults also that no
+register spills inside a loop. A spill outside every loop costs a few stores and loads
+per program and is let through: matmul's M=1 default (BLOCK_M=16, BLOCK_N=64, BLOCK_K=128,
+4 warps, 4 stages, SPLIT_K=2) has one, measured with Triton 3.9: 64 registers, 8 bytes of
+stack, one STL before the K loop and one LDL after it (M=16, not specialized to the
+constant 1, compiles to the same 64 registers without it).
+One child process per kernel, so pytest-xdist spreads them.
+Sampled configs use a fixed seed per kernel: the same configs each run, and Triton's
+cache makes a rerun fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import zlib
+
+import pytest
+
+import kernels
+from kernels.spec import KernelSpec, Problem
+
+from .fake_devices import H100
+from .sm90_compile import Job, JobResult, Unavailable, compile_jobs
+
+DTYPE = "bf16"
+SAMPLED = 3
+TIMEOUT_S = 600
+
+# LLM-sized problems by the kernel's dimension names: Llama-3-8B-like sizes (hidden 4096,
+# MLP 14336, 32 query heads and 8 KV heads of 128) and one unlike it per family (Gemma's
+# head dim 256, MQA's single KV head). A kernel whose dimensions are not here fails
+# test_every_kernel_has_llm_problems.
+LLM_PROBLEMS: dict[tuple[str, ...], tuple[dict[str, int], ...]] = {
+    ("M", "N", "K"): ({"M": 1, "N": 4096, "K": 4096}, {"M": 2048, "N": 4096, "K": 4096}),
+    # rows of a decode batch at the hidden size; a prefill at the MLP size (norms loop over it)
+    ("M", "N"): ({"M": 16, "N": 4096}, {"M": 2048, "N": 14336}),
+    ("T", "H", "D"): ({"T": 16, "H": 32, "D": 128}, {"T": 2048, "H": 8, "D": 128}),
+    ("B", "H", "HKV", "S", "D"): ({"B": 1, "H": 32, "HKV": 8, "S": 2048, "D": 128},
+                                  {"B": 2, "H": 16, "HKV": 8, "S": 1024, "D": 256}),
+    ("B", "H", "HKV", "L", "D"): ({"B": 8, "H": 32, "HKV": 8, "L": 4096, "D": 128},
+                                  {"B": 4, "H": 64, "HKV": 1, "L": 8192, "D": 128}),
+}
+
+
+def llm_problems(spec: KernelSpec) -> list[Problem]:
+    """The spec's LLM problems: the first with default options, the i-th with each
+    option's i-th choice counting the default first (so both choices of a flag are seen)."""
+    problems = []
+    for i, shape in enumerate(LLM_PROBLEMS[spec.dims]):
+        options = {}
+        for option in spec.options:
+            order = [option.default] + [c for c in option.choices if c != option.default]
+            options[option.name] = order[i % len(order)]
+        dtype = DTYPE if DTYPE in spec.dtypes else spec.dtypes[-1]
+        problems.append(spec.problem(shape, dtype, options))
+    return problems
+
+
+def jobs_for(spec: KernelSpec) -> list[Job]:
+    """Heuristic default and SAMPLED sampled configs of each LLM problem, grouped by problem."""
+    jobs = []
+    for i, problem in enumerate(llm_problems(spec)):
+        assert spec.unsupported_reason(problem, H100) is None, spec.unsupported_reason(problem, H100)
+        shape, options = problem.dims, dict(problem.options)
+        jobs.append(Job(spec.name, shape, problem.dtype, options, str(spec.heuristic(problem, H100)), "heuristic"))
+        sample = spec.sample_configs(problem, H100, SAMPLED, seed=zlib.crc32(spec.name.encode()) + i)
+        for config in sample[:SAMPLED]:
+            jobs.append(Job(spec.name, shape, problem.dtype, options, str(config), "sampled"))
+    return jobs
+
+
+def problems_found(result: JobResult) -> list[str]:
+    """What is wrong with one job's compiled launches (empty: nothing)."""
+    job = result.job
+    where = f"{job.label} {job.key}"
+    if result.error:
+        return [f"{where}: launcher failed: {result.error}"]
+    found = []
+    for launch in result.launches:
+        if launch.error:
+            found.append(f"{where}: {launch.describe()} does not compile for sm_90: {launch.error}")
+        elif launch.shared > H100.smem_per_block:
+            found.append(f"{where}: {launch.describe()} needs {launch.shared} bytes of shared memory; "
+                         f"{H100.name} allows {H100.smem_per_block} (the constraints let it through)")
+        elif job.label == "heuristic" and launch.loop_spills:
+            found.append(f"{where}: {launch.describe()} spills registers in a loop: {launch.loop_spills} "
+                         f"spill loads/stores, {launch.stack} bytes of stack, {launch.registers} registers")
+    return found
+
+
+def test_every_kernel_has_llm_problems():
+    missing = [f"{s.name} ({'x'.join(s.dims)})" for s in kernels.REGISTRY if s.dims not in LLM_PROBLEMS]
+    assert not missing, f"kernels whose dimensions have no LLM_PROBLEMS entry: {missing}"
+
+
+@pytest.mark.parametrize("spec", kernels.REGISTRY, ids=lambda s: s.name)
+def test_compiles_for_h100(spec: KernelSpec):
+    jobs = jobs_for(spec)
+    try:
+        results = compile_jobs(jobs, timeout=TIMEOUT_S)
+    except Unavailable as e:
+        pytest.skip(f"cannot compile for sm_90 offline here: {e}")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"compiling {len(jobs)} {spec.name} launches for sm_90 took over {TIMEOUT_S} s")
+    found = [line for result in results for line in problems_found(result)]
+    assert not found, "\n".join(found)
