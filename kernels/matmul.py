@@ -13,12 +13,12 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
+from . import gemm
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import needs_dot_upcast, run
-from .spec import Config, KernelSpec, Option, Param, Problem
-from .splitk import reduce_partials
+from .spec import Config, KernelSpec, Option, Problem
 
 
 @triton.jit
@@ -30,30 +30,14 @@ def _matmul_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
 ):
-    # Grouped ordering: GROUP_M row-blocks walk the N tiles together, so the B tiles they
-    # share stay in L2 (Triton tutorial 03).
-    pid = tl.program_id(0)
+    pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
+    k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-
-    # This split's share of the K tiles; a trailing split may own none and stores zeros.
-    k_tiles = tl.cdiv(K, BLOCK_K)
-    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
-    k_first = pid_k * tiles_per_split
-    k_last = min(k_first + tiles_per_split, k_tiles)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kt in range(k_first, k_last):
@@ -67,14 +51,8 @@ def _matmul_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
-    c_mask = mask_m[:, None] & mask_n[None, :]
-    c_offs = offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    if SPLIT_K == 1:
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        tl.store(c_ptr + c_offs, acc.to(c_ptr.dtype.element_ty), mask=c_mask)
-    else:
-        tl.store(c_ptr + pid_k * stride_cs + c_offs, acc, mask=c_mask)
+    gemm.store_tile(acc, c_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cs, stride_cm, stride_cn,
+                    HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -102,24 +80,18 @@ def _launch(inputs: MatmulInputs, config: Config, out: torch.Tensor | None = Non
     N = b.shape[1]
     if out is None:
         out = torch.empty((M, N), device=a.device, dtype=a.dtype)
-    split_k = config["SPLIT_K"]
-    target = out if split_k == 1 else torch.empty((split_k, M, N), device=a.device, dtype=torch.float32)
-    stride_cs = 0 if split_k == 1 else target.stride(0)
-    stride_cm, stride_cn = target.stride(-2), target.stride(-1)
-    grid = (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), split_k)
-    _matmul_kernel[grid](
+    target, stride_cs = gemm.output_target(out, config)
+    _matmul_kernel[gemm.grid(M, N, config)](
         a, b, target, bias if bias is not None else a,
         M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), stride_cs, stride_cm, stride_cn,
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), stride_cs, target.stride(-2), target.stride(-1),
         HAS_BIAS=bias is not None,
         UPCAST=needs_dot_upcast(a.dtype),
         # fp32 inputs are multiplied in full fp32, as torch.matmul does by default (not TF32).
         INPUT_PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
         **config.kernel_args(), **config.launch_options(),
     )
-    if split_k > 1:
-        reduce_partials(target, out, bias)
-    return out
+    return gemm.finish(target, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> MatmulInputs:
@@ -148,45 +120,8 @@ def _smem(config: Config, problem: Problem) -> int:
     return config["num_stages"] * (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] * es
 
 
-def _acc_elements(config: Config, problem: Problem) -> int:
-    return config["BLOCK_M"] * config["BLOCK_N"]
-
-
-def group_m_has_effect(config: Config, problem: Problem, device: DeviceInfo) -> str | None:
-    """GROUP_M only reorders tiles across several M blocks; with one it is a duplicate config."""
-    if config["GROUP_M"] < 1:
-        return f"GROUP_M={config['GROUP_M']} must be >= 1"
-    if config["GROUP_M"] > 1 and C.cdiv(problem["M"], config["BLOCK_M"]) == 1:
-        return f"GROUP_M={config['GROUP_M']} has no effect with one M block (M={problem['M']}, BLOCK_M={config['BLOCK_M']})"
-    return None
-
-
-def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo) -> int:
-    """Split K until the output tiles (times splits) cover the SMs once, at most 16 ways:
-    skinny-M problems otherwise leave most of an H100's 132 SMs idle."""
-    split = 1
-    while tiles * split * 2 <= device.sm_count and split * 2 <= min(16, k_tiles):
-        split *= 2
-    return split
-
-
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    M, N, K = problem["M"], problem["N"], problem["K"]
-    if device.kind != "cuda":
-        # The interpreter pays per program, not per FLOP: the fewest, largest tiles are fastest.
-        cfg = Config(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=2)
-    elif M <= 64:
-        cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
-    else:
-        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=3)
-    cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
-                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K)))
-    if C.cdiv(M, cfg["BLOCK_M"]) == 1:
-        cfg = cfg.replace(GROUP_M=1)
-    if device.kind == "cuda":
-        tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
-        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
-    return C.shrink_to_fit(SPEC, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
+    return gemm.heuristic(SPEC, problem, device)
 
 
 def _bytes(problem: Problem) -> int:
@@ -201,25 +136,8 @@ SPEC = KernelSpec(
     dims=("M", "N", "K"),
     dtypes=("fp32", "fp16", "bf16"),
     options=(Option("bias", ("0", "1"), "0", "add a bias vector of length N"),),
-    params=(
-        Param("BLOCK_M", (16, 32, 64, 128, 256), "rows of C per program"),
-        Param("BLOCK_N", (16, 32, 64, 128, 256), "columns of C per program"),
-        Param("BLOCK_K", (16, 32, 64, 128), "K step of the inner loop"),
-        Param("GROUP_M", (1, 4, 8, 16), "M blocks that share B tiles in L2"),
-        Param("SPLIT_K", (1, 2, 4, 8, 16), "programs that share one tile's K range"),
-        Param("num_warps", (2, 4, 8)),
-        Param("num_stages", (2, 3, 4, 5)),
-    ),
-    constraints=(
-        C.power_of_two("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps"),
-        C.block_fits("BLOCK_M", "M"),
-        C.block_fits("BLOCK_N", "N"),
-        C.block_fits("BLOCK_K", "K"),
-        C.at_least_one_tile_per_split("SPLIT_K", "BLOCK_K", "K"),
-        group_m_has_effect,
-        C.shared_memory_fits(_smem),
-        C.registers_fit(_acc_elements),
-    ),
+    params=gemm.tile_params(),
+    constraints=gemm.tile_constraints(_smem, gemm.accumulator),
     heuristic=_heuristic,
     make_inputs=_make_inputs,
     problem_of=_problem_of,

@@ -21,14 +21,13 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
+from . import gemm
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name, dtype_unsupported_reason
 from .errors import InvalidProblem
 from .launching import run
-from .matmul import group_m_has_effect, heuristic_split_k
 from .quant_io import checked_float_matrix, output_buffer
-from .spec import Config, KernelSpec, Option, Param, Problem
-from .splitk import reduce_partials
+from .spec import Config, KernelSpec, Option, Problem
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -82,28 +81,14 @@ def _fp8_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
 ):
-    # Grouped tile order and split-K ranges exactly as in matmul.py.
-    pid = tl.program_id(0)
+    pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
+    k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-
-    k_tiles = tl.cdiv(K, BLOCK_K)
-    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
-    k_first = pid_k * tiles_per_split
-    k_last = min(k_first + tiles_per_split, k_tiles)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kt in range(k_first, k_last):
@@ -123,14 +108,8 @@ def _fp8_kernel(
     ws = tl.load(ws_ptr + offs_n * stride_ws, mask=mask_n, other=0.0)
     acc = acc * xs[:, None] * ws[None, :]
 
-    c_mask = mask_m[:, None] & mask_n[None, :]
-    c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
-    if SPLIT_K == 1:
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
-    else:
-        tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
+    gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
+                    HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -183,8 +162,7 @@ def _launch(inputs: Fp8MatmulInputs, config: Config, out: torch.Tensor | None = 
     split_k = config["SPLIT_K"]
     target = out if split_k == 1 else torch.empty((split_k, M, N), device=device, dtype=torch.float32)
     stride_os = 0 if split_k == 1 else target.stride(0)
-    grid = (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), split_k)
-    _fp8_kernel[grid](
+    _fp8_kernel[gemm.grid(M, N, config)](
         x.data, w.data, x.scale, w.scale, target, bias if bias is not None else x.scale,
         M, N, K,
         x.data.stride(0), x.data.stride(1), w.data.stride(0), w.data.stride(1),
@@ -193,9 +171,7 @@ def _launch(inputs: Fp8MatmulInputs, config: Config, out: torch.Tensor | None = 
         HAS_BIAS=bias is not None,
         **config.kernel_args(), **config.launch_options(),
     )
-    if split_k > 1:
-        reduce_partials(target, out, bias)
-    return out
+    return gemm.finish(target, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> Fp8MatmulInputs:
@@ -244,25 +220,8 @@ def _requirement(problem: Problem, device: DeviceInfo) -> str | None:
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    M, N, K = problem["M"], problem["N"], problem["K"]
-    if device.kind != "cuda":
-        # The interpreter pays per program and K step, not per FLOP: the fewest, largest tiles.
-        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=8, num_stages=2)
-    elif M <= 64:
-        # Decode: a GEMV-like weight stream; split K below so that the SMs are covered.
-        cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
-    else:
-        # fp8 halves the bytes per element, so a K step of 128 costs what 64 does in fp16.
-        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=3)
-    cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
-                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K, MIN_FP8_BLOCK_K)))
-    if C.cdiv(M, cfg["BLOCK_M"]) == 1:
-        cfg = cfg.replace(GROUP_M=1)
-    if device.kind == "cuda":
-        tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
-        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
-    return C.shrink_to_fit(SPEC, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
-
+    # fp8 halves the bytes per element, so a K step of 128 costs what 64 does in fp16.
+    return gemm.heuristic(SPEC, problem, device, large_block_k=128, block_k_min=MIN_FP8_BLOCK_K)
 
 def _bytes(problem: Problem) -> int:
     M, N, K = problem["M"], problem["N"], problem["K"]
@@ -282,26 +241,8 @@ SPEC = KernelSpec(
                "scales per row of x and per output channel of w, or one scalar each"),
         Option("bias", ("0", "1"), "0", "add a bias vector of length N"),
     ),
-    params=(
-        Param("BLOCK_M", (16, 32, 64, 128, 256), "rows of y per program"),
-        Param("BLOCK_N", (16, 32, 64, 128, 256), "columns of y (output channels) per program"),
-        Param("BLOCK_K", (32, 64, 128), "K step of the inner loop (>= 32 for the fp8 MMA)"),
-        Param("GROUP_M", (1, 4, 8, 16), "M blocks that share weight tiles in L2"),
-        Param("SPLIT_K", (1, 2, 4, 8, 16), "programs that share one tile's K range"),
-        Param("num_warps", (2, 4, 8)),
-        Param("num_stages", (2, 3, 4, 5)),
-    ),
-    constraints=(
-        C.power_of_two("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps"),
-        C.block_fits("BLOCK_M", "M"),
-        C.block_fits("BLOCK_N", "N"),
-        C.block_fits("BLOCK_K", "K", minimum=MIN_FP8_BLOCK_K),
-        block_k_fills_fp8_mma,
-        C.at_least_one_tile_per_split("SPLIT_K", "BLOCK_K", "K"),
-        group_m_has_effect,
-        C.shared_memory_fits(_smem),
-        C.registers_fit(_acc_elements),
-    ),
+    params=gemm.tile_params(block_k=(32, 64, 128), operand="weight"),
+    constraints=gemm.tile_constraints(_smem, _acc_elements, block_k_fills_fp8_mma, block_k_min=MIN_FP8_BLOCK_K),
     heuristic=_heuristic,
     make_inputs=_make_inputs,
     problem_of=_problem_of,

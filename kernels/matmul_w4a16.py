@@ -22,14 +22,13 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
+from . import gemm
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import needs_dot_upcast, run
-from .matmul import group_m_has_effect, heuristic_split_k
 from .quant_io import checked_float_matrix, output_buffer
-from .spec import Config, KernelSpec, Option, Param, Problem
-from .splitk import reduce_partials
+from .spec import Config, KernelSpec, Option, Problem
 
 SYMMETRIC_ZERO = 8  # symmetric q in [-8, 7] is stored as q + 8
 
@@ -129,28 +128,14 @@ def _w4a16_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
 ):
-    # Grouped tile order and split-K ranges exactly as in matmul.py.
-    pid = tl.program_id(0)
+    pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
+    k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
-
-    k_tiles = tl.cdiv(K, BLOCK_K)
-    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
-    k_first = pid_k * tiles_per_split
-    k_last = min(k_first + tiles_per_split, k_tiles)
     # Nibble k % 2 of byte k // 2: the shift is the same for every K tile.
     shift = ((offs_k % 2) * 4)[:, None]
 
@@ -180,14 +165,8 @@ def _w4a16_kernel(
             b = q.to(x_ptr.dtype.element_ty)
         acc += tl.dot(a, b, input_precision=INPUT_PRECISION) * scale[None, :]
 
-    c_mask = mask_m[:, None] & mask_n[None, :]
-    c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
-    if SPLIT_K == 1:
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
-    else:
-        tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
+    gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
+                    HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -230,12 +209,9 @@ def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None
     M, K = x.shape
     N = w.packed.shape[0]
     out = output_buffer(out, (M, N), x.dtype, x.device)
-    split_k = config["SPLIT_K"]
-    target = out if split_k == 1 else torch.empty((split_k, M, N), device=x.device, dtype=torch.float32)
-    stride_os = 0 if split_k == 1 else target.stride(0)
+    target, stride_os = gemm.output_target(out, config)
     zero = w.zero if w.zero is not None else w.scale  # unread when symmetric
-    grid = (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), split_k)
-    _w4a16_kernel[grid](
+    _w4a16_kernel[gemm.grid(M, N, config)](
         x, w.packed, w.scale, zero, target, bias if bias is not None else w.scale,
         M, N, K,
         x.stride(0), x.stride(1), w.packed.stride(0), w.packed.stride(1),
@@ -248,9 +224,7 @@ def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None
         INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         **config.kernel_args(), **config.launch_options(),
     )
-    if split_k > 1:
-        reduce_partials(target, out, bias)
-    return out
+    return gemm.finish(target, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> W4A16Inputs:
@@ -299,25 +273,8 @@ def _acc_elements(config: Config, problem: Problem) -> int:
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    M, N, K = problem["M"], problem["N"], problem["K"]
     group, _ = SCHEMES[problem.opt("quant")]
-    if device.kind != "cuda":
-        # The interpreter pays per program and K step, not per FLOP: the fewest, largest tiles.
-        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=8, num_stages=2)
-    elif M <= 64:
-        # Decode: a GEMV-like weight stream; split K below so that the SMs are covered.
-        cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
-    else:
-        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=3)
-    cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
-                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K), group))
-    if C.cdiv(M, cfg["BLOCK_M"]) == 1:
-        cfg = cfg.replace(GROUP_M=1)
-    if device.kind == "cuda":
-        tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
-        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
-    return C.shrink_to_fit(SPEC, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
-
+    return gemm.heuristic(SPEC, problem, device, max_block_k=group)
 
 def _bytes(problem: Problem) -> int:
     M, N, K = problem["M"], problem["N"], problem["K"]
@@ -338,26 +295,8 @@ SPEC = KernelSpec(
         Option("quant", tuple(SCHEMES), "int4-g128", "int4 group size along K; -asym adds zero points"),
         Option("bias", ("0", "1"), "0", "add a bias vector of length N"),
     ),
-    params=(
-        Param("BLOCK_M", (16, 32, 64, 128, 256), "rows of y per program"),
-        Param("BLOCK_N", (16, 32, 64, 128, 256), "columns of y (output channels) per program"),
-        Param("BLOCK_K", (16, 32, 64, 128), "K step of the inner loop (divides the group)"),
-        Param("GROUP_M", (1, 4, 8, 16), "M blocks that share weight tiles in L2"),
-        Param("SPLIT_K", (1, 2, 4, 8, 16), "programs that share one tile's K range"),
-        Param("num_warps", (2, 4, 8)),
-        Param("num_stages", (2, 3, 4, 5)),
-    ),
-    constraints=(
-        C.power_of_two("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps"),
-        C.block_fits("BLOCK_M", "M"),
-        C.block_fits("BLOCK_N", "N"),
-        C.block_fits("BLOCK_K", "K"),
-        block_k_within_group,
-        C.at_least_one_tile_per_split("SPLIT_K", "BLOCK_K", "K"),
-        group_m_has_effect,
-        C.shared_memory_fits(_smem),
-        C.registers_fit(_acc_elements),
-    ),
+    params=gemm.tile_params(operand="weight"),
+    constraints=gemm.tile_constraints(_smem, _acc_elements, block_k_within_group),
     heuristic=_heuristic,
     make_inputs=_make_inputs,
     problem_of=_problem_of,

@@ -10,7 +10,6 @@ from kernels.accuracy import compare, tolerance_for
 from kernels.config_source import HeuristicSource, Resolution, get_config_source, using_config_source
 from kernels.device import current_device
 from kernels.errors import InvalidConfig, InvalidProblem
-from kernels.matmul import SPEC as MATMUL
 from kernels.spec import Config
 
 from .conftest import generator

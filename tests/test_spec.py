@@ -10,7 +10,8 @@ import kernels
 from kernels import constraints as C
 from kernels.device import dtype_unsupported_reason
 from kernels.errors import InvalidConfig, InvalidProblem, UnknownKernel
-from kernels.matmul import SPEC as MATMUL, group_m_has_effect, heuristic_split_k
+from kernels.gemm import group_m_has_effect, heuristic_split_k
+from kernels.matmul import SPEC as MATMUL
 from kernels.spec import Config, parse_shape
 
 from .fake_devices import A100, ALL, CPU, H100, L4, T4

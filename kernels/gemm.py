@@ -1,0 +1,167 @@
+"""What the four matmul kernels (matmul, matmul_w8a16, matmul_w4a16, matmul_fp8) share.
+
+Device side: the grouped tile order and the split-K range of a program, as @triton.jit
+helpers, and the epilogue that stores a tile (with bias) or a split's fp32 partial.
+Host side: the tile parameters, the constraints every matmul has, the split-K buffers, and
+the heuristic default. Each kernel file keeps what is its own: operand loads and
+dequantization, its shared-memory estimate, its extra constraints and its quantizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from . import constraints as C
+from .device import DeviceInfo
+from .spec import Config, Constraint, KernelSpec, Param, Problem
+from .splitk import reduce_partials
+
+
+# -- device side -----------------------------------------------------------------------
+@triton.jit
+def grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of program `pid`: GROUP_M row-blocks walk the N tiles together, so the
+    B tiles they share stay in L2 (Triton tutorial 03)."""
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def split_k_tiles(pid_k, K, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
+    """[k_first, k_last): this split's share of the K tiles. A trailing split may own none,
+    and then stores zeros."""
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    tiles_per_split = tl.cdiv(k_tiles, SPLIT_K)
+    k_first = pid_k * tiles_per_split
+    k_last = min(k_first + tiles_per_split, k_tiles)
+    return k_first, k_last
+
+
+@triton.jit
+def store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
+               HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    """Without split-K: add the bias and store in the output dtype. With it: store the fp32
+    partial of split pid_k (reduce_partials adds the splits and the bias)."""
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    c_mask = mask_m[:, None] & mask_n[None, :]
+    c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+        tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
+    else:
+        tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
+
+
+# -- host side -------------------------------------------------------------------------
+def tile_params(block_k: tuple[int, ...] = (16, 32, 64, 128), operand: str = "B") -> tuple[Param, ...]:
+    return (
+        Param("BLOCK_M", (16, 32, 64, 128, 256), "rows of the output per program"),
+        Param("BLOCK_N", (16, 32, 64, 128, 256), "columns of the output per program"),
+        Param("BLOCK_K", block_k, "K step of the inner loop"),
+        Param("GROUP_M", (1, 4, 8, 16), f"M blocks that share {operand} tiles in L2"),
+        Param("SPLIT_K", (1, 2, 4, 8, 16), "programs that share one tile's K range"),
+        Param("num_warps", (2, 4, 8)),
+        Param("num_stages", (2, 3, 4, 5)),
+    )
+
+
+def group_m_has_effect(config: Config, problem: Problem, device: DeviceInfo) -> str | None:
+    """GROUP_M only reorders tiles across several M blocks; with one it is a duplicate config."""
+    if config["GROUP_M"] < 1:
+        return f"GROUP_M={config['GROUP_M']} must be >= 1"
+    if config["GROUP_M"] > 1 and C.cdiv(problem["M"], config["BLOCK_M"]) == 1:
+        return f"GROUP_M={config['GROUP_M']} has no effect with one M block (M={problem['M']}, BLOCK_M={config['BLOCK_M']})"
+    return None
+
+
+def tile_constraints(smem: Callable[[Config, Problem], int], acc_elements: Callable[[Config, Problem], int],
+                     *extra: Constraint, block_k_min: int = C.MIN_DOT) -> tuple[Constraint, ...]:
+    """The constraints of every matmul, with the kernel's own `extra` ones before the
+    resource checks."""
+    return (
+        C.power_of_two("BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps"),
+        C.block_fits("BLOCK_M", "M"),
+        C.block_fits("BLOCK_N", "N"),
+        C.block_fits("BLOCK_K", "K", minimum=block_k_min),
+        *extra,
+        C.at_least_one_tile_per_split("SPLIT_K", "BLOCK_K", "K"),
+        group_m_has_effect,
+        C.shared_memory_fits(smem),
+        C.registers_fit(acc_elements),
+    )
+
+
+def accumulator(config: Config, problem: Problem) -> int:
+    return config["BLOCK_M"] * config["BLOCK_N"]
+
+
+def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo) -> int:
+    """Split K until the output tiles (times splits) cover the SMs once, at most 16 ways:
+    skinny-M problems otherwise leave most of an H100's 132 SMs idle."""
+    split = 1
+    while tiles * split * 2 <= device.sm_count and split * 2 <= min(16, k_tiles):
+        split *= 2
+    return split
+
+
+def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_block_k: int = 64,
+              max_block_k: int = 128, block_k_min: int = C.MIN_DOT) -> Config:
+    """A default valid for every problem and device.
+
+    CPU interpreter: the fewest, largest tiles (it pays per program and K step, not per
+    FLOP: 256^3 fp16 took 0.04 s with 128^3 tiles, 0.23 s with 64^3, 10 s with 16^3).
+    CUDA, M <= 64 (decode): a GEMV-like weight stream in 16..64-row tiles, K split until
+    the SMs are covered. Larger M: 128x128 tiles, grouped order, 3 stages.
+    large_block_k: K step for large M (fp8 takes 128: half the bytes per element).
+    max_block_k: cap on the K step (int4: its quantization group).
+    """
+    M, N, K = problem["M"], problem["N"], problem["K"]
+    if device.kind != "cuda":
+        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=8, num_stages=2)
+    elif M <= 64:
+        cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
+    else:
+        cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=large_block_k, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=3)
+    cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
+                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K, block_k_min), max_block_k))
+    if C.cdiv(M, cfg["BLOCK_M"]) == 1:
+        cfg = cfg.replace(GROUP_M=1)
+    if device.kind == "cuda":
+        tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
+        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
+    return C.shrink_to_fit(spec, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
+
+
+def output_target(out: torch.Tensor, config: Config) -> tuple[torch.Tensor, int]:
+    """Where the kernel stores: `out` itself, or with split-K a fresh fp32 [SPLIT_K, M, N]
+    partials buffer. Returns (target, the target's stride between splits)."""
+    split_k = config["SPLIT_K"]
+    if split_k == 1:
+        return out, 0
+    M, N = out.shape
+    partials = torch.empty((split_k, M, N), device=out.device, dtype=torch.float32)
+    return partials, partials.stride(0)
+
+
+def finish(target: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """After the kernel: reduce split-K partials into `out` (adding the bias)."""
+    if target is not out:
+        reduce_partials(target, out, bias)
+    return out
+
+
+def grid(M: int, N: int, config: Config) -> tuple[int, int]:
+    return (triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"]), config["SPLIT_K"])
