@@ -139,8 +139,9 @@ def _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2) -
 
 
 def _measure_wall(fn, warmup_ms, rep_ms, min_reps, max_reps, interpreter) -> Timing:
+    fn()  # first call: compile, trace or allocate; not timed, not the estimate
     t0 = time.perf_counter()
-    fn()  # first call: compile or trace, not timed
+    fn()
     estimate = (time.perf_counter() - t0) * 1e3
     for _ in range(repetitions(estimate, warmup_ms, 0, max_reps)):
         fn()
