@@ -245,8 +245,7 @@ class KernelSpec:
         """Why `config` is invalid for this problem on this device, or None if it may be compiled."""
         unknown = [k for k in config if k not in self._param_names]
         if unknown:
-            raise_names = ", ".join(self._param_names)
-            return f"unknown parameter {unknown[0]} for {self.name} (parameters: {raise_names})"
+            return f"unknown parameter {unknown[0]} for {self.name} (parameters: {', '.join(self._param_names)})"
         missing = [k for k in self._param_names if k not in config]
         if missing:
             return f"missing parameter {missing[0]}"

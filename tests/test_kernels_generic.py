@@ -104,13 +104,18 @@ gpu = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
 
+def _gpu_default_cases():
+    for spec in kernels.REGISTRY:
+        if "bf16" not in spec.dtypes:
+            continue
+        for shape, options in SHAPES.get(spec.name, []):
+            yield pytest.param(spec, shape, options, id=f"{spec.name}-{'x'.join(map(str, shape.values()))}-bf16")
+
+
 @gpu
 @needs_cuda
-@pytest.mark.parametrize("spec,shape,options,dtype",
-                         [p for p in _default_cases() if p.values[3] != "fp32"] if HAS_CUDA else [])
-def test_gpu_default_config_bf16(spec, shape, options, dtype, seed):
-    if "bf16" not in spec.dtypes:
-        pytest.skip(f"{spec.name} has no bf16")
+@pytest.mark.parametrize("spec,shape,options", list(_gpu_default_cases()) if HAS_CUDA else [])
+def test_gpu_default_config_bf16(spec, shape, options, seed):
     problem = spec.problem(shape, "bf16", options)
     check(spec, problem, spec.heuristic(problem, current_device()), seed)
 

@@ -21,6 +21,7 @@ def describe(spec) -> dict:
         "space_size": spec.space_size,
         "baseline": spec.baseline_name,
         "example_shape": dict(spec.example),
+        "notes": spec.notes or None,
     }
 
 
@@ -33,13 +34,13 @@ def kernels(json_output: bool = typer.Option(False, "--json", help="Print JSON i
         return
     table = Table(title=f"{len(specs)} kernels (`infertune kernels --json` for everything)")
     table.add_column("kernel", no_wrap=True, style="bold")
-    table.add_column("dims", no_wrap=True)
-    table.add_column("dtypes")
+    table.add_column("dims", max_width=11, overflow="fold")
+    table.add_column("dtypes", max_width=9)
     table.add_column("space", justify="right", no_wrap=True)
-    table.add_column("parameters; options", ratio=1)
+    table.add_column("parameters; options", ratio=1, overflow="fold")
     for s in specs:
         params = " ".join(f"{p.name}={{{','.join(map(str, p.values))}}}" for p in s.params)
         opts = " ".join(f"{o.name}={{{'|'.join(o.choices)}}}" for o in s.options)
-        table.add_row(s.name, "x".join(s.dims), ",".join(s.dtypes), f"{s.space_size:,}",
+        table.add_row(s.name, "x".join(s.dims), " ".join(s.dtypes), f"{s.space_size:,}",
                       params + (f"; [dim]{opts}[/]" if opts else ""))
     console.print(table)
