@@ -34,10 +34,19 @@ class ConfigSource(Protocol):
 
 
 class HeuristicSource:
-    """The spec's own default for the problem (no tuning data)."""
+    """The spec's own default for the problem (no tuning data), memoized: a heuristic runs
+    its constraint checks (tens of microseconds of Python), a repeated problem costs a dict
+    lookup."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, Problem, DeviceInfo], Resolution] = {}
 
     def resolve(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
-        return Resolution(spec.heuristic(problem, device), "heuristic")
+        key = (spec.name, problem, device)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = Resolution(spec.heuristic(problem, device), "heuristic")
+        return found
 
 
 class _Active(threading.local):

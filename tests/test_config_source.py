@@ -10,6 +10,7 @@ from kernels.accuracy import compare, tolerance_for
 from kernels.config_source import HeuristicSource, Resolution, get_config_source, using_config_source
 from kernels.device import current_device
 from kernels.errors import InvalidConfig, InvalidProblem
+from kernels.matmul import SPEC as MATMUL_SPEC
 from kernels.spec import Config
 
 from .conftest import generator
@@ -73,3 +74,16 @@ def test_caller_given_output_buffer_is_filled(seed):
     out = torch.full((5, 33), float("nan"), dtype=torch.float16, device=a.device)
     got = kernels.matmul(a, w.t(), out=out)
     assert got.data_ptr() == out.data_ptr() and not torch.isnan(out).any()
+
+
+def test_heuristic_source_memoizes_per_problem_and_device():
+    from .fake_devices import A100, H100
+    source = HeuristicSource()
+    p = MATMUL_SPEC.problem({"M": 1, "N": 4096, "K": 4096}, "bf16")
+    first = source.resolve(MATMUL_SPEC, p, H100)
+    assert source.resolve(MATMUL_SPEC, p, H100) is first and first.source == "heuristic"
+    assert first.config == MATMUL_SPEC.heuristic(p, H100)
+    other = source.resolve(MATMUL_SPEC, p, A100)
+    assert other.config == MATMUL_SPEC.heuristic(p, A100)
+    p2 = MATMUL_SPEC.problem({"M": 2048, "N": 4096, "K": 4096}, "bf16")
+    assert source.resolve(MATMUL_SPEC, p2, H100).config != first.config
