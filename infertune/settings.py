@@ -4,7 +4,9 @@ A command-line flag beats the environment, which beats the default."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from tuner.location import default_db_path
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,9 @@ class Settings:
     rep_ms: float = 100.0  # INFERTUNE_REP_MS: budget for the timed repetitions
     min_reps: int = 10  # INFERTUNE_MIN_REPS: fewest timed repetitions on a GPU
     min_reps_cpu: int = 3  # INFERTUNE_MIN_REPS_CPU: on the CPU the interpreter takes seconds a call
+    # INFERTUNE_DB: the tuned config database (a path or an SQLAlchemy URL); default
+    # $XDG_DATA_HOME/infertune/tuning.db, else ~/.local/share/infertune/tuning.db. --db beats it.
+    db: str = field(default_factory=default_db_path)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -23,6 +28,7 @@ class Settings:
             rep_ms=_number(env, "INFERTUNE_REP_MS", defaults.rep_ms, float),
             min_reps=_number(env, "INFERTUNE_MIN_REPS", defaults.min_reps, int),
             min_reps_cpu=_number(env, "INFERTUNE_MIN_REPS_CPU", defaults.min_reps_cpu, int),
+            db=default_db_path(env),
         )
 
 

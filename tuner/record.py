@@ -5,7 +5,7 @@ The fields follow the contract of docs/ARCHITECTURE.md ("Tuned config database")
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -37,3 +37,15 @@ class TuningRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuningRecord:
+        """The inverse of to_dict. Raises ValueError naming a missing or unknown field."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown record field {unknown[0]!r}")
+        missing = sorted(n for n in names - set(data) if n != "extra")
+        if missing:
+            raise ValueError(f"record field {missing[0]!r} is missing")
+        return cls(**data)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from kernels.errors import KernelError
+from tuner.database import DatabaseError
 
 from ..errors import UsageError
 from ..jsonio import dumps
@@ -18,7 +19,7 @@ from ..settings import SettingError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (KernelError, UsageError, SettingError)
+USER_ERRORS = (KernelError, UsageError, SettingError, DatabaseError)
 
 console = Console(highlight=False)
 

@@ -1,0 +1,183 @@
+"""`infertune db`: show, export, import, merge, prune and verify the tuned config database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+import kernels as kernel_library
+from kernels.device import current_device
+from kernels.spec import Config
+from tuner.database import (Database, DatabaseError, current_source_hashes, current_triton_minor, dump_json,
+                            open_database, stale_reason)
+from tuner.keys import device_class, problem_from_key
+from tuner.record import TuningRecord
+
+from ..benchmark import check
+from ..errors import UsageError
+from ..settings import Settings
+from .common import console, fmt_ms, print_json, user_errors
+
+app = typer.Typer(name="db", help="Inspect and maintain the tuned config database.", no_args_is_help=True)
+
+DB_HELP = "The database: a file or an SQLAlchemy URL (default: INFERTUNE_DB, else the per-user data dir)."
+
+
+def _open(location: str | None, *, create: bool = False) -> Database:
+    return open_database(location or Settings.from_env().db, create=create)
+
+
+def _check_kernel(kernel: str | None) -> None:
+    if kernel is not None:
+        kernel_library.get(kernel)  # raises UnknownKernel with the known names
+
+
+@app.command("show")
+@user_errors
+def show(
+    kernel: str = typer.Option(None, "--kernel", help="Only this kernel's records."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """List the stored records, marking stale ones (another kernel source or Triton version)."""
+    _check_kernel(kernel)
+    with _open(db) as database:
+        records = database.records(kernel)
+        location = database.location
+    if json_output:
+        print_json([{**r.to_dict(), "stale": stale_reason(r)} for r in records])
+        return
+    table = Table(title=f"{len(records)} tuned record(s) in {location}")
+    for col in ("kernel", "device", "problem", "config", "p50", "vs default", "vs torch", "trials", "state"):
+        table.add_column(col, overflow="fold", justify="right" if col in ("p50", "vs default", "vs torch",
+                                                                            "trials") else "left")
+    for r in records:
+        stale = stale_reason(r)
+        device = r.device_name if r.capability == "cpu" else f"{r.device_name} sm_{r.capability.replace('.', '')}"
+        table.add_row(r.kernel, device,
+                      r.problem_key, str(Config(r.config)), fmt_ms(r.median_ms), _ratio(r.default_ms, r.median_ms),
+                      _ratio(r.baseline_ms, r.median_ms), str(r.trials),
+                      f"[yellow]stale: {stale}[/]" if stale else ("interpreter" if r.interpreter else "fresh"))
+    console.print(table)
+
+
+def _ratio(other: float | None, mine: float) -> str:
+    return f"{other / mine:.2f}x" if other and mine > 0 else "-"
+
+
+@app.command("export")
+@user_errors
+def export(
+    fmt: str = typer.Option("json", "--format", help="Export format (json)."),
+    out: Path = typer.Option(Path("."), "--out", help="Directory for the files: one <device>.json per device."),
+    device: str = typer.Option(None, "--device", help="Only this (normalized) device name."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Write the records as stable, sorted JSON, one file per device."""
+    if fmt != "json":
+        raise UsageError(f"unknown export format {fmt!r}; formats: json")
+    with _open(db) as database:
+        documents = database.export_json(device)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in sorted(documents.items()):
+        path = out / f"{name}.json"
+        path.write_text(dump_json(document), encoding="utf-8")
+        typer.echo(f"{path}: {len(document['records'])} record(s)")
+    if not documents:
+        typer.echo("nothing to export")
+
+
+@app.command("import")
+@user_errors
+def import_(
+    file: Path = typer.Argument(..., help="A file written by `infertune db export`."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Add the records of an exported file (the faster record wins per key)."""
+    if not file.is_file():
+        raise UsageError(f"no such file: {file}")
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatabaseError(f"{file} is not JSON: {exc}") from None
+    with _open(db, create=True) as database:
+        written = database.import_json(document)
+    typer.echo(f"imported {written} of {len(document.get('records', []))} record(s) from {file}")
+
+
+@app.command("merge")
+@user_errors
+def merge(
+    other: str = typer.Argument(..., help="Another tuning database (file or URL) to merge into this one."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Merge another database into this one (the faster record wins per key)."""
+    with open_database(other, create=False) as source, _open(db, create=True) as target:
+        written = target.merge(source)
+    typer.echo(f"merged {written} record(s) from {other}")
+
+
+@app.command("prune")
+@user_errors
+def prune(
+    stale: bool = typer.Option(False, "--stale", help="Delete records of another kernel source or Triton version."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Delete stale records."""
+    if not stale:
+        raise UsageError("say what to prune: --stale")
+    with _open(db) as database:
+        removed = database.prune_stale(current_source_hashes(), current_triton_minor())
+    typer.echo(f"removed {removed} stale record(s)")
+
+
+@app.command("verify")
+@user_errors
+def verify(
+    kernel: str = typer.Option(None, "--kernel", help="Only this kernel's records."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Re-check every stored config against its reference on this device: ok, mismatch,
+    unsupported (this device cannot run the problem or rejects the config) or stale.
+    Exits 1 if any config computes a wrong result."""
+    _check_kernel(kernel)
+    with _open(db) as database:
+        records = database.records(kernel)
+    results = [verify_record(r) for r in records]
+    if json_output:
+        print_json(results)
+    else:
+        table = Table(title=f"{len(results)} record(s) checked on {current_device().label}")
+        for col in ("kernel", "device", "problem", "config", "status", "detail"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            colour = {"ok": "green", "mismatch": "red"}.get(r["status"], "yellow")
+            table.add_row(r["kernel"], r["device_name"], r["problem"], r["config"],
+                          f"[{colour}]{r['status']}[/]", r["detail"] or "")
+        console.print(table)
+    if any(r["status"] == "mismatch" for r in results):
+        raise typer.Exit(1)
+
+
+def verify_record(record: TuningRecord) -> dict:
+    """Check one record's config on this device: {"status": ok|mismatch|unsupported|stale, ...}."""
+    out = {"kernel": record.kernel, "device_name": record.device_name, "problem": record.problem_key,
+           "config": str(Config(record.config)), "status": "", "detail": None}
+    reason = stale_reason(record)
+    if reason:
+        return {**out, "status": "stale", "detail": reason}
+    spec = kernel_library.get(record.kernel)
+    device = current_device()
+    problem = problem_from_key(spec, record.problem_key)
+    reason = spec.unsupported_reason(problem, device) or spec.reject_reason(Config(record.config), problem, device)
+    if reason:
+        return {**out, "status": "unsupported", "detail": reason}
+    result = check(spec, problem, Config(record.config))
+    detail = result.comparison.summary() if result.comparison else result.reason
+    if device_class(device).name != record.device_name:
+        detail = f"{detail} (tuned on {record.device_name}, checked on {device.label})"
+    return {**out, "status": result.status, "detail": detail}

@@ -1,0 +1,361 @@
+"""The tuned config database: SQLite by default, any SQLAlchemy URL (PostgreSQL) through the
+same code. This is the reader the runtime imports (`DatabaseSource`, `runtime_source`) and
+the writer the tuner uses (`Database.put`). Schema and opening: `tuner.db_schema`.
+
+Lookup order for (kernel, problem, device): the exact key; else the record of the same
+kernel, dtype, options and every dim but the token dim on the same device class whose token
+count is nearest in log space; else the spec's heuristic. Records of another kernel source
+hash or another Triton minor version are stale: never used, and named in the answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import triton
+from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy import exc as sa_exc
+
+from kernels.config_source import HeuristicSource, Resolution
+from kernels.device import DeviceInfo
+from kernels.registry import REGISTRY
+from kernels.spec import Config, KernelSpec, Problem
+
+from .db_schema import (
+    APP_ID,
+    KEY_COLUMNS,
+    SCHEMA_VERSION,
+    DatabaseError,
+    DatabaseMissing,
+    connect,
+    records_table,
+)
+from .keys import (
+    BUCKETED_DIMS,
+    DeviceClass,
+    bucketed_dim,
+    device_class,
+    kernel_source_hash,
+    log_distance,
+    problem_bucket,
+    problem_family,
+    quant_of,
+    triton_minor,
+)
+from .location import default_db_path
+from .record import TuningRecord
+
+__all__ = ["Database", "DatabaseError", "DatabaseMissing", "DatabaseSource", "EXPORT_FORMAT", "current_source_hash",
+           "current_source_hashes", "current_triton_minor", "default_db_path", "dump_json", "key_fields",
+           "open_database", "runtime_source", "stale_reason"]
+
+EXPORT_FORMAT = "infertune-tuning-export"
+_WRITE_ATTEMPTS = 20
+T = records_table
+
+
+@functools.lru_cache(maxsize=1)
+def current_triton_minor() -> str:
+    return triton_minor(triton.__version__)
+
+
+_SOURCE_HASHES: dict[str, str] = {}
+
+
+def current_source_hash(spec: KernelSpec) -> str:
+    """The kernel source hash of `spec` in this process (its files are read once per kernel)."""
+    found = _SOURCE_HASHES.get(spec.name)
+    if found is None:
+        found = _SOURCE_HASHES[spec.name] = kernel_source_hash(spec)
+    return found
+
+
+def stale_reason(record: TuningRecord) -> str | None:
+    """Why `record` may not be used in this process (kernel gone, another kernel source hash,
+    another Triton minor version), or None if it is fresh."""
+    spec = next((s for s in REGISTRY if s.name == record.kernel), None)
+    if spec is None:
+        return f"kernel {record.kernel!r} is no longer in the registry"
+    if record.source_hash != current_source_hash(spec):
+        return "another kernel source hash"
+    minor = triton_minor(record.triton_version)
+    if minor != current_triton_minor():
+        return f"Triton {minor} (this is {current_triton_minor()})"
+    return None
+
+
+def current_source_hashes() -> dict[str, str]:
+    """The source hash of every registered kernel (what `prune_stale` keeps)."""
+    return {spec.name: current_source_hash(spec) for spec in REGISTRY}
+
+
+def key_fields(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> dict[str, Any]:
+    """The fields of a TuningRecord that say what was tuned, where and with which software
+    (kernel, source_hash, device_name, capability, triton_version, torch_version, dtype,
+    quant, problem_key, bucket, shape, interpreter): the tuner adds the config and timings."""
+    cls = device_class(device)
+    return {
+        "kernel": spec.name, "source_hash": current_source_hash(spec), "device_name": cls.name,
+        "capability": cls.capability, "triton_version": triton.__version__, "torch_version": torch.__version__,
+        "dtype": problem.dtype, "quant": quant_of(problem), "problem_key": spec.shape_key(problem),
+        "bucket": problem_bucket(spec, problem), "shape": problem.dims, "interpreter": device.interpreter,
+    }
+
+
+def _row_values(r: TuningRecord, dim: str | None, family: str) -> dict[str, Any]:
+    for name in ("median_ms", "p10_ms", "p90_ms"):
+        value = getattr(r, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise DatabaseError(f"record {r.kernel} {r.problem_key}: {name} must be a finite time, got {value!r}")
+    return {
+        "kernel": r.kernel, "source_hash": r.source_hash, "device_name": r.device_name,
+        "capability": r.capability, "triton_version": r.triton_version,
+        "triton_minor": triton_minor(r.triton_version), "torch_version": r.torch_version, "dtype": r.dtype,
+        "quant": r.quant, "problem_key": r.problem_key, "bucket": r.bucket, "family": family,
+        "m": r.shape.get(dim) if dim else None,
+        "shape_json": json.dumps(r.shape, sort_keys=True), "config_json": json.dumps(r.config, sort_keys=True),
+        "median_ms": float(r.median_ms), "p10_ms": float(r.p10_ms), "p90_ms": float(r.p90_ms),
+        "default_ms": r.default_ms, "baseline_ms": r.baseline_ms, "trials": int(r.trials),
+        "interpreter": bool(r.interpreter), "created": r.created,
+        "extra_json": json.dumps(r.extra, sort_keys=True),
+    }
+
+
+def _record_of(row: Any) -> TuningRecord:
+    return TuningRecord(
+        kernel=row.kernel, source_hash=row.source_hash, device_name=row.device_name, capability=row.capability,
+        triton_version=row.triton_version, torch_version=row.torch_version, dtype=row.dtype, quant=row.quant,
+        problem_key=row.problem_key, bucket=row.bucket, shape=json.loads(row.shape_json),
+        config=json.loads(row.config_json), median_ms=row.median_ms, p10_ms=row.p10_ms, p90_ms=row.p90_ms,
+        default_ms=row.default_ms, baseline_ms=row.baseline_ms, trials=row.trials,
+        interpreter=bool(row.interpreter), created=row.created, extra=json.loads(row.extra_json),
+    )
+
+
+def _family_of_record(r: TuningRecord) -> tuple[str | None, str]:
+    """(token dim, family key) of a record, from its problem key (no spec needed: the token
+    dim is the first shape entry named in keys.BUCKETED_DIMS)."""
+    shape_text, sep, rest = r.problem_key.partition("|")
+    parts = [p for p in shape_text.split(",") if p]
+    dim = next((p.partition("=")[0] for p in parts if p.partition("=")[0] in BUCKETED_DIMS), None)
+    kept = [p for p in parts if p.partition("=")[0] != dim]
+    return dim, ",".join(kept) + sep + rest
+
+
+def _is_locked(exc: sa_exc.DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text or "deadlock" in text or "could not serialize" in text
+
+
+class Database:
+    """An open tuning database. Use `open_database`; close with `close()` or `with`."""
+
+    def __init__(self, engine: Engine, location: str) -> None:
+        self._engine = engine
+        self.location = location
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- writes ---------------------------------------------------------------------
+    def put(self, record: TuningRecord) -> bool:
+        """Store `record` unless a record of the same key is at least as fast. Atomic; a
+        concurrent writer makes it wait and retry, never lose a write. Returns True if written."""
+        return self.put_many([record]) == 1
+
+    def put_many(self, records: Iterable[TuningRecord]) -> int:
+        """`put` for many records in one transaction. Returns how many were written."""
+        try:
+            rows = [_row_values(r, *_family_of_record(r)) for r in records]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DatabaseError(f"malformed record: {exc}") from None
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+                    return sum(self._upsert(conn, row) for row in rows)
+            except (sa_exc.OperationalError, sa_exc.IntegrityError) as exc:
+                # Locked (SQLite past its busy timeout), or a concurrent insert of the same key
+                # (PostgreSQL; SQLite's BEGIN IMMEDIATE rules that out): the transaction rolled
+                # back whole; try it again.
+                race = isinstance(exc, sa_exc.IntegrityError) and self._engine.dialect.name != "sqlite"
+                if attempt == _WRITE_ATTEMPTS - 1 or not (race or _is_locked(exc)):
+                    raise DatabaseError(f"cannot write to {self.location}: {str(exc.orig).splitlines()[0]}") from None
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _upsert(conn: Any, row: dict[str, Any]) -> bool:
+        key = and_(*(T.c[name] == row[name] for name in KEY_COLUMNS))
+        found = conn.execute(select(T.c.id, T.c.median_ms).where(key)).first()
+        if found is None:
+            conn.execute(T.insert().values(**row))
+            return True
+        if row["median_ms"] < found.median_ms:
+            conn.execute(update(T).where(T.c.id == found.id).values(**row))
+            return True
+        return False
+
+    def prune_stale(self, source_hashes: Mapping[str, str], minor: str) -> int:
+        """Delete records of another Triton minor version, of another source hash than
+        `source_hashes[kernel]`, or of a kernel not in `source_hashes`. Returns the count."""
+        fresh = or_(*(and_(T.c.kernel == k, T.c.source_hash == h) for k, h in source_hashes.items()))
+        condition = or_(T.c.triton_minor != minor, ~fresh) if source_hashes else T.c.id.isnot(None)
+        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            return conn.execute(delete(T).where(condition)).rowcount
+
+    def merge(self, other: Database) -> int:
+        """Put every record of `other` here (the faster one wins per key). Returns the count written."""
+        return self.put_many(other.records())
+
+    # -- reads ----------------------------------------------------------------------
+    def records(self, kernel: str | None = None) -> list[TuningRecord]:
+        """Every record (of `kernel`), sorted by key."""
+        query = select(T).order_by(*(T.c[name] for name in KEY_COLUMNS))
+        if kernel is not None:
+            query = query.where(T.c.kernel == kernel)
+        with self._engine.connect() as conn:
+            return [_record_of(row) for row in conn.execute(query)]
+
+    def lookup(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
+        """The config for `problem` on `device`: "database" (the exact key), "nearest" (same
+        family, nearest token count in log space) or "heuristic"; `detail` says why."""
+        cls = device_class(device)
+        family = problem_family(spec, problem)
+        query = select(T).where(T.c.kernel == spec.name, T.c.device_name == cls.name,
+                                T.c.capability == cls.capability, T.c.family == family)
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        return _choose(spec, problem, device, cls, rows)
+
+    # -- JSON -----------------------------------------------------------------------
+    def export_json(self, device_name: str | None = None) -> dict[str, dict[str, Any]]:
+        """One document per device name: {device_name: {"format", "schema_version",
+        "device_name", "records": [...]}}, records sorted by key. Stable: two exports of the
+        same contents are equal, and `dump_json` writes them byte for byte the same."""
+        docs: dict[str, dict[str, Any]] = {}
+        for r in self.records():
+            if device_name is not None and r.device_name != device_name:
+                continue
+            doc = docs.setdefault(r.device_name, {"format": EXPORT_FORMAT, "app_id": APP_ID,
+                                                  "schema_version": SCHEMA_VERSION,
+                                                  "device_name": r.device_name, "records": []})
+            doc["records"].append(r.to_dict())
+        return docs
+
+    def import_json(self, document: Mapping[str, Any]) -> int:
+        """Put the records of one exported document. Raises DatabaseError for a document that
+        is not an export. Returns the count written."""
+        if not isinstance(document, Mapping) or document.get("format") != EXPORT_FORMAT:
+            raise DatabaseError(f"not an infertune tuning export (expected format {EXPORT_FORMAT!r})")
+        if int(document.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise DatabaseError(f"export has schema {document.get('schema_version')}, newer than {SCHEMA_VERSION}")
+        try:
+            records = [TuningRecord.from_dict(dict(r)) for r in document.get("records", [])]
+        except (TypeError, ValueError) as exc:
+            raise DatabaseError(f"malformed record in export: {exc}") from None
+        return self.put_many(records)
+
+
+def dump_json(document: Mapping[str, Any]) -> str:
+    """The reviewable text of an export document: sorted keys, two-space indent, final newline."""
+    return json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceClass, rows: list[Any]) -> Resolution:
+    key = spec.shape_key(problem)
+    want_hash, want_minor = current_source_hash(spec), current_triton_minor()
+    fresh = [r for r in rows if r.source_hash == want_hash and r.triton_minor == want_minor]
+    notes: list[str] = []
+
+    def usable(row: Any) -> Config | None:
+        config = Config(json.loads(row.config_json))
+        reason = spec.reject_reason(config, problem, device)
+        if reason:
+            notes.append(f"stored config {config} for {row.problem_key} rejected: {reason}")
+            return None
+        return config
+
+    exact = next((r for r in fresh if r.problem_key == key), None)
+    if exact is not None:
+        config = usable(exact)
+        if config is not None:
+            return Resolution(config, "database", f"tuned for {key} on {cls}")
+    dim = bucketed_dim(spec)
+    if dim is not None:
+        want = problem[dim]
+        for row in sorted((r for r in fresh if r.problem_key != key and r.m is not None),
+                          key=lambda r: (log_distance(r.m, want), r.m)):
+            config = usable(row)
+            if config is not None:
+                return Resolution(config, "nearest", f"tuned for {dim}={row.m} (asked {dim}={want}) on {cls}")
+    fresh_ids = {r.id for r in fresh}
+    stale = [r for r in rows if r.id not in fresh_ids]
+    if stale:
+        why = sorted({"another kernel source hash" if r.source_hash != want_hash else f"Triton {r.triton_minor}"
+                      for r in stale})
+        notes.append(f"stale: {len(stale)} record(s) from {' and '.join(why)} not used "
+                     "(re-tune, or `infertune db prune --stale`)")
+    if not rows:
+        notes.append(f"no tuned record for {spec.name} {problem_family(spec, problem)} on {cls}")
+    return Resolution(spec.heuristic(problem, device), "heuristic", "; ".join(notes))
+
+
+def open_database(location: str | None = None, *, create: bool = True) -> Database:
+    """Open the tuning database at `location` (a path or an SQLAlchemy URL such as
+    postgresql://...), default `default_db_path()`. Raises DatabaseError."""
+    where = location or default_db_path()
+    return Database(connect(where, create=create), where)
+
+
+class DatabaseSource:
+    """A ConfigSource answering from a Database, memoized: after the first lookup of a
+    (kernel, problem, device) the answer is a few dict lookups (well under 1 µs; measured in
+    tests/test_database.py). The memo is a snapshot; call `clear()` after writing new records
+    through another handle."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        # id(device) -> (device, {kernel: {problem: answer}}). Keyed by the device's id because
+        # hashing a DeviceInfo costs ~170 ns; the tuple holds the device, so its id is not reused
+        # while the memo lives. An equal device object with another id is merely a memo miss.
+        self._memo: dict[int, tuple[DeviceInfo, dict[str, dict[Problem, Resolution]]]] = {}
+
+    def resolve(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
+        try:
+            return self._memo[id(device)][1][spec.name][problem]
+        except KeyError:
+            return self._remember(spec, problem, device)
+
+    def _remember(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
+        answer = self.database.lookup(spec, problem, device)
+        _, by_kernel = self._memo.setdefault(id(device), (device, {}))
+        by_kernel.setdefault(spec.name, {})[problem] = answer
+        return answer
+
+    def clear(self) -> None:
+        self._memo.clear()
+
+
+def runtime_source(location: str | None = None) -> tuple[DatabaseSource | HeuristicSource, str | None]:
+    """The config source the runtime should use, and a warning or None. A missing database
+    gives the heuristic quietly; a corrupt or foreign one gives the heuristic and a warning
+    (the runtime runs on, untuned) instead of failing."""
+    try:
+        return DatabaseSource(open_database(location, create=False)), None
+    except DatabaseMissing:
+        return HeuristicSource(), None
+    except DatabaseError as exc:
+        return HeuristicSource(), f"tuning database unusable, running on heuristic configs: {exc}"

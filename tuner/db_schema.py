@@ -1,0 +1,190 @@
+"""The tuned config database's schema and how a location is opened and checked.
+
+Schema version 1 (docs/ARCHITECTURE.md, "Tuned config database"):
+- `infertune_meta(key PK, value)`: rows `app_id = "infertune-tuning-db"` and `schema_version`;
+- `tuning_records`: one row per (kernel, device_name, capability, dtype, quant, problem_key,
+  triton_minor, source_hash), the fields of `tuner.record.TuningRecord` plus the derived
+  `triton_minor`, `family` and `m` columns that lookups filter on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    inspect,
+    select,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+APP_ID = "infertune-tuning-db"
+SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 60_000
+
+KEY_COLUMNS = ("kernel", "device_name", "capability", "dtype", "quant", "problem_key", "triton_minor",
+               "source_hash")
+
+metadata = MetaData()
+
+meta_table = Table(
+    "infertune_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+records_table = Table(
+    "tuning_records", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kernel", String(64), nullable=False),
+    Column("source_hash", String(64), nullable=False),
+    Column("device_name", String(128), nullable=False),
+    Column("capability", String(16), nullable=False),
+    Column("triton_version", String(64), nullable=False),
+    Column("triton_minor", String(16), nullable=False),
+    Column("torch_version", String(64), nullable=False),
+    Column("dtype", String(16), nullable=False),
+    Column("quant", String(32), nullable=False),
+    Column("problem_key", String(512), nullable=False),
+    Column("bucket", String(512), nullable=False),
+    Column("family", String(512), nullable=False),   # problem key without the token dim
+    Column("m", Integer, nullable=True),               # the token dim's value (None: kernel has none)
+    Column("shape_json", Text, nullable=False),
+    Column("config_json", Text, nullable=False),
+    Column("median_ms", Float, nullable=False),
+    Column("p10_ms", Float, nullable=False),
+    Column("p90_ms", Float, nullable=False),
+    Column("default_ms", Float, nullable=True),
+    Column("baseline_ms", Float, nullable=True),
+    Column("trials", Integer, nullable=False),
+    Column("interpreter", Boolean, nullable=False),
+    Column("created", String(40), nullable=False),
+    Column("extra_json", Text, nullable=False),
+    UniqueConstraint(*KEY_COLUMNS, name="uq_tuning_record_key"),
+    Index("ix_tuning_records_family", "kernel", "device_name", "capability", "family"),
+)
+
+
+class DatabaseError(Exception):
+    """The tuning database cannot be used: missing, corrupt, foreign or of a newer schema.
+    The message is one line and names the location."""
+
+
+class DatabaseMissing(DatabaseError):
+    """There is no database at the location (and it was opened with create=False)."""
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised through every test
+        # We issue BEGIN ourselves (pysqlite's implicit transactions defer the write lock,
+        # which turns two concurrent writers into a deadlock instead of a wait).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _check_sqlite_file(path: Path, create: bool) -> None:
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a directory, not a tuning database file")
+    if not path.exists():
+        if not create:
+            raise DatabaseMissing(f"no tuning database at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise DatabaseError(f"{path} is corrupt or not a database (no SQLite header); "
+                            "move it away or pass another --db")
+
+
+def connect(location: str, *, create: bool = True) -> Engine:
+    """Open `location` (a file path or an SQLAlchemy URL), check that it is an infertune
+    tuning database of a schema this code reads, and create the schema in a new one.
+
+    Raises DatabaseError (one line) for a missing (create=False), corrupt or foreign
+    location, or a newer schema.
+    """
+    if _is_url(location):
+        url = make_url(location)
+        in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        path = Path(url.database) if in_file else None
+    else:
+        path = Path(location).expanduser()
+        url = make_url(f"sqlite:///{path}")
+    if path is not None:
+        _check_sqlite_file(path, create)
+    engine = create_engine(url)
+    if url.get_backend_name() == "sqlite":
+        _sqlite_events(engine)
+    try:
+        _check_or_create(engine, location, create)
+        if path is not None:
+            # WAL: readers never block the writer; set only once the file is known to be ours.
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
+    except sa_exc.DatabaseError as exc:
+        engine.dispose()
+        first = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0]
+        raise DatabaseError(f"{location} is corrupt or not a usable database ({first})") from None
+    except DatabaseError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _check_or_create(engine: Engine, location: str, create: bool) -> None:
+    with engine.connect().execution_options(immediate=True) as conn, conn.begin():
+        tables = set(inspect(conn).get_table_names())
+        if meta_table.name not in tables:
+            if tables:
+                names = ", ".join(sorted(tables)[:4])
+                raise DatabaseError(f"{location} is not an infertune tuning database "
+                                    f"(it holds another application's tables: {names})")
+            if not create:
+                raise DatabaseError(f"{location} is an empty database, not an infertune tuning database")
+            metadata.create_all(conn)
+            conn.execute(meta_table.insert(), [{"key": "app_id", "value": APP_ID},
+                                               {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            return
+        meta = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
+        if meta.get("app_id") != APP_ID:
+            raise DatabaseError(f"{location} is not an infertune tuning database "
+                                f"(app_id {meta.get('app_id')!r})")
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            raise DatabaseError(f"{location} is corrupt (schema_version {meta.get('schema_version')!r})") from None
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(f"{location} has tuning-database schema {version}, newer than this infertune "
+                                f"reads ({SCHEMA_VERSION}); upgrade infertune")
+        if records_table.name not in tables:
+            raise DatabaseError(f"{location} is corrupt (table {records_table.name} is missing)")
