@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import bench_cmd, check_cmd, env_cmd, kernels_cmd
+from . import autotune_cmd, bench_cmd, check_cmd, db_cmd, env_cmd, kernels_cmd, tuner_cmd
 from .common import click_exceptions
 
 app = typer.Typer(
@@ -23,6 +23,9 @@ app.command("env")(env_cmd.env)
 app.command("kernels")(kernels_cmd.kernels)
 app.command("check")(check_cmd.check)
 app.command("bench")(bench_cmd.bench)
+app.command("autotune")(autotune_cmd.autotune)
+app.add_typer(tuner_cmd.app, name="tuner")
+app.add_typer(db_cmd.app, name="db")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,177 @@
+"""`infertune autotune`: search a kernel's configs for one or more problems and store the winners."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+import kernels as kernel_library
+from kernels.device import current_device
+from tuner.replay import load as load_replay
+from tuner.samplers import SAMPLERS
+from tuner.search import NoValidConfig, SearchOptions, TuneResult
+from tuner.search import Progress as TrialProgress
+from tuner.space import Space
+
+from ..autotune import autotune_problem, save_records, studies_storage
+from ..benchmark import INTERPRETER_NOTE
+from ..errors import UsageError
+from ..problems import parse_options, problem_from_text
+from ..settings import Settings
+from .common import console, fmt_ms, print_json, user_errors
+
+status = Console(stderr=True, highlight=False)
+
+
+@user_errors
+def autotune(
+    kernel: str = typer.Argument(..., help="Kernel name (see `infertune kernels`)."),
+    shape: list[str] = typer.Option(None, "--shape", help="16x4096x4096 or M=16,N=4096,K=4096; repeat for more problems."),
+    dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16 (default: bf16 where it runs)."),
+    quant: str = typer.Option(None, "--quant", help="Quantization scheme for quantized kernels, e.g. int4-g128."),
+    opt: list[str] = typer.Option([], "--opt", help="Problem options KEY=VALUE, e.g. bias=1."),
+    trials: int = typer.Option(100, "--trials", min=1, help="Configs to run per problem in this invocation."),
+    sampler: str = typer.Option("tpe", "--sampler", help=f"Search strategy: {', '.join(SAMPLERS)}."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the inputs."),
+    timeout: float = typer.Option(None, "--timeout", min=0, help="Wall-clock budget per problem, seconds."),
+    trial_timeout: float = typer.Option(120.0, "--trial-timeout", min=0.1,
+                                        help="Seconds one config may take (compile, check, time) before its worker is replaced."),
+    db: str = typer.Option(None, "--db", help="Tuned config database (path or SQLAlchemy URL); default INFERTUNE_DB, else per-user."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage URL of the studies; default <db>.studies.db."),
+    no_save: bool = typer.Option(False, "--no-save", help="Do not write the winners to the database."),
+    record: str = typer.Option(None, "--record", help="With --sampler grid and one --shape: measure every valid config once and write them to this replay file."),
+    replay: str = typer.Option(None, "--replay", help="Answer trials from this replay file instead of running kernels (nothing is stored)."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Search tile configs with Optuna in an isolated worker; check, time, and store the winners.
+
+    Re-running the same command continues the stored studies; no config is run twice.
+    Ctrl-C keeps every measurement and prints the table so far.
+    """
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    settings = Settings.from_env()
+    spec = kernel_library.get(kernel)
+    device = current_device()
+    recording = None
+    if replay is not None:
+        if record is not None or shape:
+            raise UsageError("--replay takes its problem from the file; leave out --shape and --record")
+        replay_spec, recording = load_replay(replay, kernel_library.get)
+        if replay_spec.name != spec.name:
+            raise UsageError(f"{replay} holds {replay_spec.name}, not {spec.name}")
+        problems = [recording.problem]
+    else:
+        if not shape:
+            raise UsageError("give at least one --shape (or --replay FILE)")
+        options = parse_options(opt)
+        if quant is not None:
+            options["quant"] = quant
+        problems = [problem_from_text(spec, s, dtype, options, device) for s in shape]
+    if record is not None and (sampler != "grid" or len(problems) != 1):
+        raise UsageError("--record needs --sampler grid and exactly one --shape")
+    db = db or settings.db
+    # A recording or a replay runs in an in-memory study: a stored study would skip (record)
+    # or be polluted by (replay) configs it already holds.
+    storage = None if record or replay else storage or studies_storage(db)
+    if record is not None:
+        trials = max(trials, spec.space_size)
+    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout)
+    if device.interpreter and replay is None:
+        status.print(f"[yellow]warning: {INTERPRETER_NOTE}; the tuned configs are CPU results.[/]")
+
+    results: list[TuneResult] = []
+    records = []
+    try:
+        for problem in problems:
+            with _progress(json_output) as bar:
+                valid = len(Space(spec, problem, recording.device if recording else device))
+                task = bar.add_task(spec.shape_key(problem), total=min(trials, valid), fields="")
+                try:
+                    result, tuned = autotune_problem(spec, problem, device, storage=storage, options=search,
+                                                      trial_timeout_s=trial_timeout, settings=settings,
+                                                      on_trial=lambda p, t=task, b=bar: _advance(b, t, p),
+                                                      record_to=record, replay=recording)
+                except NoValidConfig as exc:
+                    raise UsageError(str(exc)) from None
+            results.append(result)
+            if tuned is not None:
+                records.append(tuned)
+            if result.interrupted:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        _report(results, db, written=None, json_output=json_output, note="interrupted: every measurement is kept in "
+                f"the study ({storage}); run the same command again to continue" if storage else "interrupted")
+        raise typer.Exit(130) from None
+    save = not no_save and replay is None
+    written = save_records(db, records) if records and save else 0
+    _report(results, db, written=written if save else None, json_output=json_output)
+    if record is not None:
+        status.print(f"replay file written: {record}")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fields]}"),
+                    TimeElapsedColumn(), console=status, disable=quiet, transient=False)
+
+
+def _advance(bar: Progress, task, p: TrialProgress) -> None:
+    parts = [f"failed {p.failures}"]
+    if p.best_ms is not None:
+        parts.append(f"best {fmt_ms(p.best_ms)}")
+        if p.default_ms:
+            parts.append(f"{p.default_ms / p.best_ms:.2f}x default")
+    bar.update(task, completed=p.done, fields=" ".join(parts))
+
+
+def _ms(t) -> str:
+    return fmt_ms(t.median_ms) if t is not None else "-"
+
+
+def _ratio(x: float | None) -> str:
+    return f"{x:.2f}x" if x is not None else "-"
+
+
+def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None) -> None:
+    if json_output:
+        print_json({"results": [r.to_dict() for r in results], "database": db, "records_written": written,
+                    "interrupted": note is not None, "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
+        return
+    for r in results:
+        table = Table(title=f"{r.kernel} {r.problem_key} on {r.device} ({r.sampler}, seed {r.seed})")
+        for col in ("variant", "p50", "p10-p90", "vs default", "vs baseline"):
+            table.add_column(col, overflow="fold", justify="left" if col == "variant" else "right")
+        for label, timing in (("default", r.default), ("tuned", r.best)):
+            speed = r.default.median_ms / timing.median_ms if timing and r.default else None
+            vs_base = r.baseline.median_ms / timing.median_ms if timing and r.baseline else None
+            table.add_row(label, _ms(timing), _ms_p(timing), _ratio(speed), _ratio(vs_base))
+        table.add_row(r.baseline_name, _ms(r.baseline), _ms_p(r.baseline), "", "baseline")
+        console.print(table)
+        console.print(f"default config: {r.default_config or '-'}")
+        console.print(f"tuned config:   {r.best_config or '-'}")
+        failures = ", ".join(f"{k} {v}" for k, v in r.failures.items()) or "none"
+        console.print(f"trials: {r.trials_run} run now, {r.trials_total} in the study of {r.valid_configs} valid configs; "
+                      f"best at trial {r.trials_to_best or '-'}; failures: {failures}; "
+                      f"{r.rejected_invalid} invalid proposals rejected before compiling")
+        if r.default_failure:
+            console.print(f"[red]the default config failed: {r.default_failure}[/]")
+    if note:
+        console.print(f"[yellow]{note}[/]")
+    elif written is None:
+        console.print("database: not written (--no-save or --replay)")
+    else:
+        console.print(f"database: {written} record(s) written to {db}")
+    if any(r.interpreter for r in results):
+        console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
+
+
+def _ms_p(t) -> str:
+    return f"{fmt_ms(t.p10_ms)}-{fmt_ms(t.p90_ms)}" if t is not None else "-"

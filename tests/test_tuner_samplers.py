@@ -1,0 +1,101 @@
+"""The sampler contract every search strategy passes, driven through the search with a
+synthetic evaluator (no kernel runs): only valid configs are evaluated, each at most once;
+the same seed gives the same configs; invalid proposals do not use the trial budget; `grid`
+covers every valid config exactly once."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+import kernels
+from kernels.spec import Config
+from profilers.timing import Timing
+from tuner.outcome import Outcome
+from tuner.samplers import SAMPLERS, UnknownSampler, make_sampler
+from tuner.search import SearchOptions, tune
+from tuner.space import Space
+
+from .fake_devices import CPU
+
+
+class Synthetic:
+    """A deterministic latency per config; records what it was asked to evaluate."""
+
+    def __init__(self) -> None:
+        self.evaluated: list[Config] = []
+
+    def evaluate(self, config: Config, stop_above_ms=None) -> Outcome:
+        self.evaluated.append(config)
+        ms = 1.0 + (zlib.crc32(str(config).encode()) % 1000) / 100.0
+        return Outcome(status="ok", timing=Timing(ms, ms, ms, ms, ms, 1, "synthetic", False, True))
+
+    def baseline(self) -> Outcome:
+        return Outcome(status="ok", timing=Timing(1.0, 1.0, 1.0, 1.0, 1.0, 1, "synthetic", False, False))
+
+
+SPEC = kernels.get("matmul")
+PROBLEM = SPEC.problem({"M": 16, "N": 32, "K": 32}, "fp16")
+
+
+def _search(sampler: str, seed: int, trials: int) -> tuple[Synthetic, object]:
+    evaluator = Synthetic()
+    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+                  options=SearchOptions(trials=trials, sampler=sampler, seed=seed, retime_top=0))
+    return evaluator, result
+
+
+def test_space_axes_hold_only_values_some_valid_config_uses():
+    space = Space(SPEC, PROBLEM, CPU)
+    assert 0 < len(space) < SPEC.space_size
+    for name, values in space.axes.items():
+        assert set(values) == {c[name] for c in space.valid_configs}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_only_valid_configs_each_once_and_budget_counts_runs_only(sampler):
+    evaluator, result = _search(sampler, seed=3, trials=12)
+    space = Space(SPEC, PROBLEM, CPU)
+    assert len(evaluator.evaluated) == 12 == result.trials_run
+    assert len(set(evaluator.evaluated)) == 12
+    assert all(space.reject_reason(c) is None for c in evaluator.evaluated)
+    assert evaluator.evaluated[0] == SPEC.heuristic(PROBLEM, CPU)  # the default runs first
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_same_seed_same_configs(sampler):
+    first, _ = _search(sampler, seed=7, trials=10)
+    second, _ = _search(sampler, seed=7, trials=10)
+    assert first.evaluated == second.evaluated
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_reaches_every_valid_config_given_the_budget(sampler):
+    space = Space(SPEC, PROBLEM, CPU)
+    evaluator, result = _search(sampler, seed=1, trials=len(space) + 5)
+    assert sorted(map(str, evaluator.evaluated)) == sorted(map(str, space.valid_configs))
+    assert result.trials_run == len(space)
+
+
+def test_grid_covers_every_valid_config_exactly_once_without_rejections():
+    space = Space(SPEC, PROBLEM, CPU)
+    evaluator, result = _search("grid", seed=0, trials=10_000)
+    assert sorted(map(str, evaluator.evaluated)) == sorted(map(str, space.valid_configs))
+    assert result.rejected_invalid == 0 and result.answered_from_study == 0
+
+
+def test_invalid_proposals_are_rejected_before_running_and_not_counted():
+    _, result = _search("random", seed=5, trials=8)
+    assert result.rejected_invalid > 0  # the reduced axes still hold joint-constraint violations
+    assert result.trials_run == 8
+
+
+def test_best_is_the_lowest_latency_measured():
+    evaluator, result = _search("grid", seed=0, trials=10_000)
+    assert result.best.median_ms == min(Synthetic().evaluate(c).timing.median_ms for c in evaluator.evaluated)
+
+
+def test_unknown_sampler():
+    with pytest.raises(UnknownSampler, match="known samplers: tpe"):
+        make_sampler("annealing", 0, Space(SPEC, PROBLEM, CPU))

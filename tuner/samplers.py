@@ -1,0 +1,149 @@
+"""Search strategies: one small interface, `make_sampler(name, seed, space)`, that returns an
+Optuna sampler proposing configs of a `tuner.space.Space`.
+
+- `tpe` (default): Optuna's TPE, seeded.
+- `random`: Optuna's random sampler, seeded.
+- `grid`: every valid config exactly once, in an order shuffled by the seed (Optuna's own
+  GridSampler walks the full product, invalid configs included).
+- `qmc`: a Halton sequence over the parameter axes with a seeded random shift
+  (Cranley-Patterson rotation); written here because Optuna's QMCSampler needs scipy and
+  samples categorical parameters at random.
+
+The contract every sampler passes (tests/test_tuner_samplers.py): driven by the search, only
+valid configs are evaluated; the same seed gives the same configs; `grid` covers every valid
+config exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from kernels.spec import Config
+
+from .space import Space
+
+SAMPLERS = ("tpe", "random", "grid", "qmc")
+
+# A trial the search marks with this user attribute was cut short (Ctrl-C) and is not a result.
+RETRY_ATTR = "retry"
+
+
+class UnknownSampler(ValueError):
+    """A sampler name that is not one of SAMPLERS."""
+
+
+def make_sampler(name: str, seed: int, space: Space) -> BaseSampler:
+    """The sampler called `name`, seeded with `seed`, for `space`.
+
+    Raises UnknownSampler listing the known names.
+    """
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return ValidGridSampler(space, seed)
+    if name == "qmc":
+        return HaltonSampler(space, seed)
+    raise UnknownSampler(f"unknown sampler {name!r}; known samplers: {', '.join(SAMPLERS)}")
+
+
+def is_exhaustive(sampler: BaseSampler) -> bool:
+    return isinstance(sampler, ValidGridSampler)
+
+
+class _ConfigSampler(BaseSampler):
+    """A sampler that picks a whole config per trial in `before_trial` and answers each
+    parameter from it (the way Optuna's GridSampler works)."""
+
+    _ATTR = "infertune_config"
+
+    def __init__(self, space: Space, seed: int) -> None:
+        self._space = space
+        self._seed = seed
+
+    def _choose(self, study: optuna.Study, trial: FrozenTrial) -> Config:
+        raise NotImplementedError
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "fixed_params" in trial.system_attrs:  # an enqueued trial: its params are given
+            return
+        config = self._choose(study, trial)
+        study._storage.set_trial_system_attr(trial._trial_id, self._ATTR, dict(config))
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        config = trial.system_attrs.get(self._ATTR)
+        if config is None or param_name not in config:
+            return param_distribution.choices[0]
+        return config[param_name]
+
+
+class ValidGridSampler(_ConfigSampler):
+    """Each valid config once, in a seeded shuffled order; a config already in a finished
+    trial of the study (a resumed study) is skipped."""
+
+    def __init__(self, space: Space, seed: int) -> None:
+        super().__init__(space, seed)
+        order = list(space.valid_configs)
+        random.Random(seed).shuffle(order)
+        self._order: Sequence[Config] = order
+
+    def _taken(self, study: optuna.Study) -> set[Config]:
+        taken = set()
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            if t.state == TrialState.RUNNING or t.user_attrs.get(RETRY_ATTR) or not t.params:
+                continue
+            taken.add(Space.config_of(t.params))
+        return taken
+
+    def remaining(self, study: optuna.Study) -> list[Config]:
+        taken = self._taken(study)
+        return [c for c in self._order if c not in taken]
+
+    def _choose(self, study, trial):
+        left = self.remaining(study)
+        # Exhausted: repeat the first config; the search answers it from the study, and stops.
+        return left[0] if left else self._order[0]
+
+
+_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53)
+
+
+def _radical_inverse(index: int, base: int) -> float:
+    result, f = 0.0, 1.0 / base
+    while index > 0:
+        result += f * (index % base)
+        index //= base
+        f /= base
+    return result
+
+
+class HaltonSampler(_ConfigSampler):
+    """Quasi-random configs: point `trial.number + 1` of a Halton sequence, shifted by a
+    seeded random vector modulo 1, mapped to an index on each parameter axis."""
+
+    def __init__(self, space: Space, seed: int) -> None:
+        super().__init__(space, seed)
+        if len(space.names) > len(_PRIMES):
+            raise ValueError(f"qmc supports at most {len(_PRIMES)} parameters")
+        rng = random.Random(seed)
+        self._shift = [rng.random() for _ in space.names]
+
+    def _choose(self, study, trial):
+        values = {}
+        for dim, name in enumerate(self._space.names):
+            u = (_radical_inverse(trial.number + 1, _PRIMES[dim]) + self._shift[dim]) % 1.0
+            axis = self._space.axes[name]
+            values[name] = axis[min(int(u * len(axis)), len(axis) - 1)]
+        return Config(values)

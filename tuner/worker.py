@@ -1,0 +1,364 @@
+"""Isolated trial execution: a worker process that checks and times configs, and the client
+that drives it.
+
+The worker is `python -m tuner.worker`, speaking one JSON object per line: requests on its
+stdin, replies on the stdout it had at start (anything a kernel or Triton prints goes to
+stderr, which the client keeps in a temporary file for crash reasons). Requests are plain
+dicts (a kernel locator, a problem as shape/dtype/options, a config, a seed, timing
+bounds); nothing is pickled.
+
+A config that raises (compile error, out of resources) is a failed trial reported by the
+worker. A config that hangs past the per-trial timeout, or kills the process (an illegal
+memory access poisons the CUDA context; os._exit; a segfault), is a failed trial reported
+by the client, which replaces the worker for the next trial. A healthy worker is kept
+across trials: starting one (import torch, triton, the kernels) costs about two seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kernels.spec import Config, KernelSpec, Problem
+
+from . import outcome as oc
+from .outcome import Outcome
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """Timing bounds sent to the worker (see profilers.timing.measure); `probe_reps` first
+    repetitions decide an early stop."""
+
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_reps: int = 10
+    max_reps: int = 1000
+    probe_reps: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def problem_to_dict(problem: Problem) -> dict[str, Any]:
+    return {"shape": dict(problem.shape), "dtype": problem.dtype, "options": dict(problem.options)}
+
+
+def resolve_spec(locator: str) -> KernelSpec:
+    """A registered kernel's name ("matmul"), or "package.module:ATTR" naming a KernelSpec
+    (tests plant their own specs this way). Raises LookupError."""
+    import kernels
+
+    if ":" not in locator:
+        return kernels.get(locator)
+    module_name, _, attr = locator.partition(":")
+    spec = getattr(importlib.import_module(module_name), attr, None)
+    if not isinstance(spec, KernelSpec):
+        raise LookupError(f"{locator} is not a KernelSpec")
+    return spec
+
+
+# --------------------------------------------------------------------------------------
+# The worker process
+
+
+class _Session:
+    """Inputs and references cached per (kernel, problem, seed) inside one worker."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple] = {}
+
+    def prepared(self, request: dict[str, Any]):
+        import torch
+
+        from kernels.device import DTYPE_NAMES, current_device
+
+        key = json.dumps([request["kernel"], request["problem"], request["seed"]], sort_keys=True)
+        if key not in self._cache:
+            spec = resolve_spec(request["kernel"])
+            p = request["problem"]
+            problem = spec.problem(p["shape"], p["dtype"], p["options"])
+            device = current_device()
+            generator = torch.Generator(device=device.torch_device).manual_seed(int(request["seed"]))
+            inputs = spec.make_inputs(problem, device.torch_device, generator)
+            reference = spec.reference(inputs)
+            self._cache = {key: (spec, problem, device, inputs, reference, DTYPE_NAMES.get(problem.dtype))}
+        return self._cache[key]
+
+
+def _timing(fn, device, policy: dict[str, Any], probe: bool = False, triton: bool = True):
+    from profilers.timing import measure
+
+    interpreter = device.interpreter and triton  # the torch baseline never runs in the interpreter
+    if probe:
+        n = int(policy["probe_reps"])
+        return measure(fn, device=device.torch_device, warmup_ms=0.0, rep_ms=0.0, min_reps=n, max_reps=n,
+                       interpreter=interpreter)
+    return measure(fn, device=device.torch_device, warmup_ms=policy["warmup_ms"], rep_ms=policy["rep_ms"],
+                   min_reps=int(policy["min_reps"]), max_reps=int(policy["max_reps"]), interpreter=interpreter)
+
+
+def _failure_kind(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name in ("OutOfResources", "PTXASError"):
+        return oc.OUT_OF_RESOURCES
+    if name in ("CompilationError", "CompileTimeAssertionFailure"):
+        return oc.COMPILE_ERROR
+    return oc.RUNTIME_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()[:300]
+
+
+def _evaluate(session: _Session, request: dict[str, Any]) -> Outcome:
+    import torch
+
+    from kernels.accuracy import compare
+
+    spec, problem, device, inputs, reference, out_dtype = session.prepared(request)
+    config = Config(request["config"])
+    if out_dtype is None:  # a dtype torch names differently (fp8): learn the output dtype
+        out_dtype = spec.launch(inputs, config).dtype
+    # Poisoned with NaN, so an element the kernel never writes fails the comparison.
+    out = torch.full(reference.shape, math.nan, dtype=out_dtype, device=device.torch_device)
+    out = spec.launch(inputs, config, out=out)
+    comparison = compare(out.float(), reference, spec.tolerance(problem))
+    if not comparison.ok:
+        return Outcome.failed(oc.WRONG_RESULT, f"wrong result: {comparison.summary()}")
+
+    def fn():
+        return spec.launch(inputs, config, out=out)
+
+    stop_above = request.get("stop_above_ms")
+    if stop_above is not None:
+        probe = _timing(fn, device, request["timing"], probe=True)
+        if probe.median_ms > float(stop_above):
+            return Outcome(status=oc.EARLY_STOPPED, timing=probe, sqnr_db=comparison.sqnr_db,
+                           reason=f"first {probe.reps} repetitions {probe.median_ms:.4g} ms > {float(stop_above):.4g} ms")
+    return Outcome(status=oc.OK, timing=_timing(fn, device, request["timing"]), sqnr_db=comparison.sqnr_db)
+
+
+def _baseline(session: _Session, request: dict[str, Any]) -> Outcome:
+    spec, _, device, inputs, _, _ = session.prepared(request)
+    return Outcome(status=oc.OK, timing=_timing(lambda: spec.baseline(inputs), device, request["timing"], triton=False))
+
+
+def _handle(session: _Session, request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        if request.get("op") == "evaluate":
+            return _evaluate(session, request).to_dict()
+        if request.get("op") == "baseline":
+            return _baseline(session, request).to_dict()
+        return Outcome.failed(oc.RUNTIME_ERROR, f"unknown request {request.get('op')!r}").to_dict()
+    except Exception as exc:  # a config that fails is a result, typed and kept with its reason
+        return Outcome.failed(_failure_kind(exc), _one_line(exc)).to_dict()
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A tuner killed with SIGKILL closes our stdin, but a config that hangs never reads it.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(3)
+
+
+def serve() -> None:
+    """The worker's loop: one JSON request per stdin line, one JSON reply per line."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # what kernels or Triton print must not corrupt the replies
+    sys.stdout = sys.stderr
+    import kernels  # noqa: F401  (sets TRITON_INTERPRET before any kernel is imported)
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    session = _Session()
+    # Imports are done: from here on a request's time is the trial's own.
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        reply = _handle(session, json.loads(line))
+        protocol.write(json.dumps(reply) + "\n")
+        protocol.flush()
+
+
+# --------------------------------------------------------------------------------------
+# The client
+
+
+class WorkerLost(Exception):
+    """The worker died or hung; `outcome` is the failed trial to record."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+# Starting a worker imports torch, triton and the kernels: about 2 s alone, several times
+# that on a loaded machine. It is waited for apart from the trial, whose timeout must not
+# be spent on imports.
+STARTUP_TIMEOUT_S = 180.0
+
+
+class Worker:
+    """One worker process, started on first use and replaced after a crash or a timeout."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+        self._buffer = b""
+        self.started = 0  # processes started so far
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self._stderr = tempfile.TemporaryFile()
+        # A session of its own: Ctrl-C reaches the tuner, which decides what to keep.
+        self._proc = subprocess.Popen([sys.executable, "-m", "tuner.worker"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+                                      start_new_session=True)
+        self._buffer = b""
+        self.started += 1
+        try:
+            self._read_reply(STARTUP_TIMEOUT_S, "worker did not start")
+        except WorkerLost:
+            self.close()
+            raise
+
+    def request(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send one request and wait up to `timeout_s` for its reply.
+
+        Raises WorkerLost (with the failed outcome) when the worker dies or times out.
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerLost(self._lost_outcome()) from None
+        return self._read_reply(timeout_s, "timeout")
+
+    def _read_reply(self, timeout_s: float, what: str) -> dict[str, Any]:
+        """The next JSON line from the worker within `timeout_s`; WorkerLost if it dies or
+        stays silent (then it is killed)."""
+        assert self._proc is not None and self._proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise WorkerLost(Outcome.failed(oc.TIMEOUT, f"{what}: no result after {timeout_s:g} s; worker replaced"))
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerLost(self._lost_outcome())
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def _lost_outcome(self) -> Outcome:
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = "did not exit"
+        if code is not None:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        tail = self._stderr_tail()
+        self.close()
+        return Outcome.failed(oc.CRASHED, f"crashed: worker {how}; worker replaced" + (f" ({tail})" if tail else ""))
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0, os.SEEK_END)
+        size = self._stderr.tell()
+        self._stderr.seek(max(0, size - 2000))
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1].strip()[:200] if lines else ""
+
+    def close(self) -> None:
+        """Stop the worker process (killed if it does not leave on closing its stdin)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    proc.stdin.close()
+                    proc.wait(timeout=2)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None and not stream.closed:
+                    stream.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class WorkerEvaluator:
+    """Evaluates configs of one (kernel, problem) in an isolated worker.
+
+    Args:
+        locator: what `resolve_spec` finds the kernel by (a registry name or "module:ATTR").
+        problem: the problem; sent as a plain dict.
+        seed: seed of the inputs (the same inputs for every config).
+        policy: timing bounds.
+        trial_timeout_s: per-request limit; past it the worker is killed and replaced.
+    """
+
+    def __init__(self, locator: str, problem: Problem, *, seed: int, policy: TimingPolicy,
+                 trial_timeout_s: float) -> None:
+        self._base = {"kernel": locator, "problem": problem_to_dict(problem), "seed": seed,
+                      "timing": policy.to_dict()}
+        self._timeout = trial_timeout_s
+        self.worker = Worker()
+
+    def evaluate(self, config: Config, stop_above_ms: float | None = None) -> Outcome:
+        """Check `config` against the reference, then time it (or stop early above `stop_above_ms`)."""
+        request = {**self._base, "op": "evaluate", "config": dict(config), "stop_above_ms": stop_above_ms}
+        try:
+            return Outcome.from_dict(self.worker.request(request, self._timeout))
+        except WorkerLost as lost:
+            return lost.outcome
+
+    def baseline(self) -> Outcome:
+        """Time the torch baseline on the same inputs."""
+        try:
+            return Outcome.from_dict(self.worker.request({**self._base, "op": "baseline"}, self._timeout))
+        except WorkerLost as lost:
+            return lost.outcome
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+if __name__ == "__main__":
+    serve()
