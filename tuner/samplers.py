@@ -16,6 +16,7 @@ config exactly once.
 
 from __future__ import annotations
 
+import abc
 import random
 from collections.abc import Sequence
 
@@ -67,8 +68,9 @@ class _ConfigSampler(BaseSampler):
         self._space = space
         self._seed = seed
 
+    @abc.abstractmethod
     def _choose(self, study: optuna.Study, trial: FrozenTrial) -> Config:
-        raise NotImplementedError
+        """The whole config of this trial (each subclass's strategy)."""
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if "fixed_params" in trial.system_attrs:  # an enqueued trial: its params are given
