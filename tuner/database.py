@@ -49,7 +49,7 @@ from .keys import (
     quant_of,
     triton_minor,
 )
-from .location import default_db_path
+from .location import default_db_path, sqlalchemy_url
 from .record import TuningRecord
 
 __all__ = ["Database", "DatabaseError", "DatabaseMissing", "DatabaseSource", "EXPORT_FORMAT", "current_source_hash",
@@ -58,6 +58,7 @@ __all__ = ["Database", "DatabaseError", "DatabaseMissing", "DatabaseSource", "EX
 
 EXPORT_FORMAT = "infertune-tuning-export"
 _WRITE_ATTEMPTS = 20
+_OPEN_ATTEMPTS = 4
 T = records_table
 
 
@@ -315,9 +316,24 @@ def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceC
 
 def open_database(location: str | None = None, *, create: bool = True) -> Database:
     """Open the tuning database at `location` (a path or an SQLAlchemy URL such as
-    postgresql://...), default `default_db_path()`. Raises DatabaseError."""
+    postgresql://...; a plain postgresql:// URL uses psycopg 3, see `location.sqlalchemy_url`),
+    default `default_db_path()`. Raises DatabaseError."""
     where = location or default_db_path()
-    return Database(connect(where, create=create), where)
+    url = sqlalchemy_url(where)
+    server = "://" in url and not url.startswith("sqlite")
+    attempts = _OPEN_ATTEMPTS if server and create else 1
+    for attempt in range(attempts):
+        try:
+            return Database(connect(where, create=create), where)
+        except DatabaseMissing:
+            raise
+        except DatabaseError:
+            # Two processes creating the schema of a fresh server database at once: the loser's
+            # CREATE fails (duplicate table or type); the next try finds the schema made.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class DatabaseSource:

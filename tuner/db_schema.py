@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from .location import sqlalchemy_url
+
 APP_ID = "infertune-tuning-db"
 SCHEMA_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -131,7 +133,7 @@ def connect(location: str, *, create: bool = True) -> Engine:
     location, or a newer schema.
     """
     if _is_url(location):
-        url = make_url(location)
+        url = make_url(sqlalchemy_url(location))  # messages keep the location as the user gave it
         in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
         path = Path(url.database) if in_file else None
     else:
@@ -161,12 +163,23 @@ def connect(location: str, *, create: bool = True) -> Engine:
     return engine
 
 
+# The tables Optuna's RDB storage creates (optuna/storages/_rdb/models.py, schema v3/v4).
+OPTUNA_TABLES = frozenset({
+    "alembic_version", "version_info", "studies", "study_directions", "study_user_attributes",
+    "study_system_attributes", "trials", "trial_params", "trial_values", "trial_intermediate_values",
+    "trial_user_attributes", "trial_system_attributes", "trial_heartbeats",
+})
+
+
 def _check_or_create(engine: Engine, location: str, create: bool) -> None:
     with engine.connect().execution_options(immediate=True) as conn, conn.begin():
         tables = set(inspect(conn).get_table_names())
         if meta_table.name not in tables:
-            if tables:
-                names = ", ".join(sorted(tables)[:4])
+            # Optuna's study tables may share a server database with ours (`--db
+            # postgresql://...` keeps the studies there by default): not foreign.
+            foreign = tables - OPTUNA_TABLES
+            if foreign:
+                names = ", ".join(sorted(foreign)[:4])
                 raise DatabaseError(f"{location} is not an infertune tuning database "
                                     f"(it holds another application's tables: {names})")
             if not create:

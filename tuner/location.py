@@ -1,4 +1,5 @@
-"""Where the tuned config database lives when no --db is given."""
+"""Where the tuned config database lives when no --db is given, and how a database or study
+storage URL is spelled for SQLAlchemy (and so for Optuna)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,19 @@ def default_db_path(environ: Mapping[str, str] | None = None) -> str:
         return env[DB_ENV]
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
     return str(Path(base) / "infertune" / "tuning.db")
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_DRIVER_SCHEME = "postgresql+psycopg://"
+
+
+def sqlalchemy_url(location: str) -> str:
+    """`location` as SQLAlchemy should see it: a plain `postgresql://` or `postgres://` URL
+    gets the psycopg (3) driver, `postgresql+psycopg://...` (SQLAlchemy would pick psycopg2,
+    which infertune does not install); anything else (a path, sqlite:///..., a URL naming
+    its driver) is returned unchanged."""
+    lowered = location[:len("postgresql://")].lower()
+    for scheme in _POSTGRES_SCHEMES:
+        if lowered.startswith(scheme):
+            return POSTGRES_DRIVER_SCHEME + location[len(scheme):]
+    return location
