@@ -29,15 +29,18 @@ def studies_storage(db: str) -> str:
     return f"sqlite:///{path}.studies.db"
 
 
-def timing_policy(settings: Settings, device: DeviceInfo) -> TimingPolicy:
+def timing_policy(settings: Settings, device: DeviceInfo, *, cuda_graph: bool = False) -> TimingPolicy:
+    """The worker's timing bounds; `cuda_graph` times CUDA-graph replays (a GPU only: the
+    worker's measure raises "CUDA-graph timing needs a GPU" elsewhere)."""
     min_reps = settings.min_reps if device.kind == "cuda" else settings.min_reps_cpu
-    return TimingPolicy(warmup_ms=settings.warmup_ms, rep_ms=settings.rep_ms, min_reps=min_reps)
+    return TimingPolicy(warmup_ms=settings.warmup_ms, rep_ms=settings.rep_ms, min_reps=min_reps,
+                        cuda_graph=cuda_graph)
 
 
 def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, storage: str | None,
                      options: SearchOptions, trial_timeout_s: float, settings: Settings,
                      on_trial: Callable[[Progress], None] | None = None, record_to: str | None = None,
-                     replay: Recording | None = None) -> tuple[TuneResult, TuningRecord | None]:
+                     replay: Recording | None = None, cuda_graph: bool = False) -> tuple[TuneResult, TuningRecord | None]:
     """Search one problem in a fresh worker; returns the result and its database record
     (None when no config passed, or when the search was interrupted: a partial search is
     not a tuned result, though every measurement stays in the study).
@@ -45,18 +48,30 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
     record_to: also write every measured config to this replay file (use the grid sampler
         and an in-memory study so that every valid config is measured).
     replay: answer trials from this recording instead of running kernels; no record is made.
+    cuda_graph: time CUDA-graph replays (raises ValueError "CUDA-graph timing needs a GPU"
+        on a device that is not CUDA).
+    options.compile_workers: > 0 compiles proposals ahead of time in that many extra workers
+        (tuner/precompile.py; disabled under the Triton interpreter).
     """
     if replay is not None:
         result = tune(spec, problem, replay.device, ReplayEvaluator(replay), storage=storage, options=options,
                       on_trial=on_trial)
         return result, None
-    evaluator = WorkerEvaluator(spec.name, problem, seed=options.seed, policy=timing_policy(settings, device),
+    if cuda_graph and device.kind != "cuda":
+        raise ValueError("CUDA-graph timing needs a GPU")
+    evaluator = WorkerEvaluator(spec.name, problem, seed=options.seed,
+                                policy=timing_policy(settings, device, cuda_graph=cuda_graph),
                                 trial_timeout_s=trial_timeout_s)
     runner = RecordingEvaluator(evaluator, spec, problem, device) if record_to else evaluator
+    pool = evaluator.compile_pool(options.compile_workers, interpreter=device.interpreter) \
+        if options.compile_workers > 0 else None
     try:
-        result = tune(spec, problem, device, runner, storage=storage, options=options, on_trial=on_trial)
+        result = tune(spec, problem, device, runner, storage=storage, options=options, on_trial=on_trial,
+                      compile_pool=pool)
     finally:
         evaluator.close()
+        if pool is not None:
+            pool.close()
     if record_to and not result.interrupted:
         runner.recording.save(record_to)
     record = None if result.interrupted else to_record(spec, result, device)

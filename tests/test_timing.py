@@ -47,3 +47,19 @@ def test_cuda_event_timing_flushes_l2_and_orders_quantiles():
     assert large.method == "cuda-events" and large.l2_flushed
     assert large.p10_ms <= large.median_ms <= large.p90_ms
     assert large.median_ms > small.median_ms
+
+
+def test_cuda_graph_timing_needs_a_gpu():
+    calls = []
+    with pytest.raises(ValueError, match="CUDA-graph timing needs a GPU"):
+        measure(lambda: calls.append(1), device="cpu", cuda_graph=True)
+    assert not calls  # refused before anything ran
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_timing_of_a_matmul():
+    a = torch.randn(1024, 1024, device="cuda", dtype=torch.bfloat16)
+    timing = measure(lambda: a @ a, device="cuda", cuda_graph=True, rep_ms=20)
+    assert timing.method == "cuda-graph" and timing.l2_flushed and not timing.interpreter
+    assert timing.median_ms > 0 and timing.p10_ms <= timing.median_ms <= timing.p90_ms

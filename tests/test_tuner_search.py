@@ -130,3 +130,30 @@ def test_sigkill_mid_study_loses_and_repeats_nothing(tmp_path):
                   options=SearchOptions(trials=5, sampler=KILLABLE_OPTIONS.sampler, seed=KILLABLE_OPTIONS.seed, retime_top=0))
     assert not before & set(again.evaluated)  # nothing measured is run again
     assert result.trials_total == len(before) + 5  # nothing measured is lost
+
+
+def test_run_budget_cuts_a_running_trial():
+    """--timeout 8 with a per-trial timeout of 60 s: the hanging first trial is cut by the run
+    budget (a timeout naming it), and the search returns within about 8 s + worker start."""
+    device = current_device()
+    problem = planted.HANG_FIRST.problem({"N": 64}, "fp32")
+    events = []
+    evaluator = WorkerEvaluator(planted.HANG_FIRST_LOCATOR, problem, seed=1, policy=FAST, trial_timeout_s=60)
+    t0 = time.monotonic()
+    try:
+        result = tune(planted.HANG_FIRST, problem, device, evaluator, storage=None,
+                      options=SearchOptions(trials=100, sampler="random", seed=2, timeout_s=8), on_trial=events.append)
+    finally:
+        evaluator.close()
+    elapsed = time.monotonic() - t0
+    assert events and events[0].config == planted.HANGS
+    assert events[0].outcome.kind == "timeout" and "run budget" in events[0].outcome.reason
+    assert len(events) == 1 and result.failures == {"timeout": 1}
+    assert elapsed < 8 + 12, elapsed  # 8 s budget (worker start included) + closing
+
+
+def test_run_budget_leaves_evaluators_without_timeout_alone():
+    evaluator = Synthetic()  # its evaluate takes no timeout_s
+    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+                  options=SearchOptions(trials=5, sampler="random", seed=0, timeout_s=600, retime_top=0))
+    assert result.trials_run == 5 == len(evaluator.evaluated)

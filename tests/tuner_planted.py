@@ -8,6 +8,7 @@ computes a wrong result. The true best is (32, 2). Importing this module changes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -72,3 +73,8 @@ SPEC = KernelSpec(
 )
 
 LOCATOR = "tests.tuner_planted:SPEC"
+
+# The same kernel whose heuristic default is the hanging config: the first trial hangs
+# (tests of the run budget).
+HANG_FIRST = dataclasses.replace(SPEC, name="planted-hang-first", heuristic=lambda problem, device: HANGS)
+HANG_FIRST_LOCATOR = "tests.tuner_planted:HANG_FIRST"

@@ -88,8 +88,9 @@ class RecordingEvaluator:
         self.inner = inner
         self.recording = Recording(spec.name, problem, device, None, {})
 
-    def evaluate(self, config: Config, stop_above_ms: float | None = None) -> Outcome:
-        outcome = self.inner.evaluate(config, None)
+    def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
+        outcome = self.inner.evaluate(config, None) if timeout_s is None else \
+            self.inner.evaluate(config, None, timeout_s=timeout_s)
         self.recording.outcomes.setdefault(config, outcome)
         return outcome
 
@@ -106,7 +107,7 @@ class ReplayEvaluator:
         self.recording = recording
         self.evaluated: list[Config] = []
 
-    def evaluate(self, config: Config, stop_above_ms: float | None = None) -> Outcome:
+    def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
         self.evaluated.append(config)
         found = self.recording.outcomes.get(config)
         if found is None:

@@ -4,10 +4,17 @@
 
 - a proposal that breaks a joint constraint is told FAILED ("invalid: <reason>") without
   compiling anything and does not count against `trials`;
-- a proposal already measured in the study (this run or an earlier one: the study is stored,
-  `load_if_exists`) is answered from the stored trial and not run again, and does not count;
+- a proposal already measured in the study (this run, an earlier one, or another process
+  sharing the study: the study is stored, `load_if_exists`) is answered from the stored trial
+  and not run again, and does not count;
+- several processes may drive one study (`--storage postgresql://...`): before each ask and
+  again once the proposal is in storage, the trials finished since the last look are read
+  (incrementally), and a proposal that another trial is RUNNING right now is told FAILED
+  (`kind=taken`, `retry`) and skipped without counting, so no config is measured twice; a
+  RUNNING trial older than `running_stale_s` is taken for abandoned (its process was killed);
 - after `max_idle` such proposals in a row the next unmeasured valid config (seeded order)
-  is enqueued, so a sampler stuck on measured configs cannot stall the search;
+  that no other process is running is enqueued, so a sampler stuck on measured configs
+  cannot stall the search; a process stops once every valid config is measured or running;
 - everything else runs in the isolated worker (tuner/worker.py): correctness first, then
   timing; a config whose first repetitions are `early_stop_factor` times slower than the
   best so far is stopped early (PRUNED, with its probe timing).
@@ -19,6 +26,8 @@ winner is chosen (a noisy lucky measurement does not win).
 
 from __future__ import annotations
 
+import bisect
+import inspect
 import random
 import time
 from collections import Counter
@@ -31,6 +40,7 @@ import optuna
 import torch
 import triton
 from optuna.trial import TrialState
+from sqlalchemy import exc as sa_exc
 
 from kernels.device import DeviceInfo
 from kernels.spec import Config, KernelSpec, Problem
@@ -38,6 +48,7 @@ from profilers.timing import Timing
 
 from . import outcome as oc
 from .keys import device_class, kernel_source_hash, problem_bucket, quant_of
+from .location import sqlalchemy_url
 from .outcome import Outcome
 from .record import TuningRecord
 from .samplers import RETRY_ATTR, make_sampler
@@ -61,7 +72,13 @@ class SearchOptions:
     """Budgets and policy of one search.
 
     trials: configs to run in this invocation (the default included on a new study);
-    timeout_s: wall-clock budget of this invocation, None for none.
+    timeout_s: wall-clock budget of this invocation, None for none; a running trial is cut
+        when it runs out (evaluators whose `evaluate` takes `timeout_s`);
+    compile_workers: >0 compiles batches of that many proposals in parallel ahead of timing
+        (tuner/precompile.py); 0, or a pool that is disabled (the interpreter), runs the
+        sequential search;
+    running_stale_s: a trial of a shared study RUNNING for longer than this is taken to be
+        abandoned (its process was killed), and its config may be run again.
     """
 
     trials: int = 100
@@ -71,6 +88,8 @@ class SearchOptions:
     early_stop_factor: float = 3.0
     retime_top: int = 3
     max_idle: int = 20
+    running_stale_s: float = 3600.0
+    compile_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,7 @@ class TuneResult:
     failure_examples: list[dict[str, Any]] = field(default_factory=list)
     rejected_invalid: int = 0      # proposals rejected by the constraints in this invocation
     answered_from_study: int = 0   # proposals answered from earlier trials in this invocation
+    taken_elsewhere: int = 0       # proposals skipped because another process was running them
     retimed: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     interpreter: bool = False
@@ -145,6 +165,7 @@ class TuneResult:
             "trials_run": self.trials_run, "trials_total": self.trials_total, "trials_to_best": self.trials_to_best,
             "failures": dict(self.failures), "failure_examples": self.failure_examples,
             "rejected_invalid": self.rejected_invalid, "answered_from_study": self.answered_from_study,
+            "taken_elsewhere": self.taken_elsewhere,
             "retimed": self.retimed, "interrupted": self.interrupted, "interpreter": self.interpreter,
         }
 
@@ -157,6 +178,8 @@ def study_name(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> str:
 # -- what a stored trial says ---------------------------------------------------------------
 _SOURCE = "source"      # "run": measured by a worker; "study": answered from an earlier trial
 _RUN_INDEX = "run_index"
+_OPEN_ATTEMPTS = 5
+_TAKEN = "taken"        # kind of a proposal skipped because another process is running it
 
 
 def _is_run(t: optuna.trial.FrozenTrial) -> bool:
@@ -170,6 +193,58 @@ def measured_trials(study: optuna.Study) -> dict[Config, optuna.trial.FrozenTria
         if _is_run(t):
             found.setdefault(Space.config_of(t.params), t)
     return found
+
+
+class _SharedView:
+    """What the study says beyond this process, read incrementally: `refresh` folds the
+    trials finished since the last look into `measured` and lists the configs RUNNING now."""
+
+    def __init__(self, study: optuna.Study, measured: dict[Config, optuna.trial.FrozenTrial], stale_s: float) -> None:
+        self._study = study
+        self._measured = measured
+        self._stale_s = stale_s
+        self._settled = 0  # every trial numbered below this is finished and folded in
+        self.running: dict[Config, set[int]] = {}  # config -> numbers of its RUNNING trials
+
+    def refresh(self) -> None:
+        # Optuna's RDB storage is cached: this reads only the trials newer than the last
+        # finished one it saw, plus the ones it saw unfinished.
+        trials = self._study.get_trials(deepcopy=False)
+        start = bisect.bisect_left(trials, self._settled, key=lambda t: t.number)
+        now = datetime.now()
+        running: dict[Config, set[int]] = {}
+        settled = True
+        for t in trials[start:]:
+            if t.state.is_finished():
+                if _is_run(t):
+                    self._measured.setdefault(Space.config_of(t.params), t)
+                if settled:
+                    self._settled = t.number + 1
+                continue
+            settled = False
+            if t.state == TrialState.RUNNING and t.params and not (
+                    t.datetime_start is not None and (now - t.datetime_start).total_seconds() > self._stale_s):
+                running.setdefault(Space.config_of(t.params), set()).add(t.number)
+        self.running = running
+
+    def taken(self, config: Config, number: int | None = None) -> bool:
+        """Whether a trial other than `number` is running `config` now."""
+        return bool(self.running.get(config, set()) - {number})
+
+
+def _open_study(name: str, storage: str | None, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create or load the study. Processes that start together on a fresh database race to
+    create Optuna's tables (the loser gets a duplicate table or type): the loser tries again."""
+    url = sqlalchemy_url(storage) if storage else None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return optuna.create_study(study_name=name, storage=url, direction="minimize", sampler=sampler,
+                                       load_if_exists=True)
+        except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _timing_of(t: optuna.trial.FrozenTrial) -> Timing | None:
@@ -197,7 +272,8 @@ def _best_ms(measured: dict[Config, optuna.trial.FrozenTrial]) -> float | None:
 
 
 def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Evaluator, *, storage: str | None,
-         options: SearchOptions = SearchOptions(), on_trial: Callable[[Progress], None] | None = None) -> TuneResult:
+         options: SearchOptions = SearchOptions(), on_trial: Callable[[Progress], None] | None = None,
+         compile_pool: Any = None) -> TuneResult:
     """Search the configs of `spec` for `problem` on `device`, continuing the stored study.
 
     Args:
@@ -206,6 +282,8 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             the study in memory.
         options: budgets and sampler.
         on_trial: called after every config that ran.
+        compile_pool: a tuner.precompile.CompilePool to use (the caller closes it); else one
+            is made from the evaluator when `options.compile_workers` > 0.
 
     Returns the TuneResult; on Ctrl-C the result of what was measured, `interrupted` set.
     Raises NoValidConfig, samplers.UnknownSampler.
@@ -215,33 +293,33 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
         raise NoValidConfig(f"{spec.name}: no config of its space is valid for {spec.shape_key(problem)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name(spec, problem, device)
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize",
-                                sampler=make_sampler(options.sampler, options.seed, space), load_if_exists=True)
+    study = _open_study(name, storage, make_sampler(options.sampler, options.seed, space))
     distributions = space.distributions()
     result = TuneResult(kernel=spec.name, problem=problem, problem_key=spec.shape_key(problem), device=device.label,
                         study_name=name, sampler=options.sampler, seed=options.seed, valid_configs=len(space),
                         space_size=spec.space_size, baseline_name=spec.baseline_name, interpreter=device.interpreter)
-    measured = measured_trials(study)
+    measured: dict[Config, optuna.trial.FrozenTrial] = {}
+    shared = _SharedView(study, measured, options.running_stale_s)
+    shared.refresh()
     fallback = list(space.valid_configs)
     random.Random(options.seed).shuffle(fallback)
     start = time.monotonic()
     failures = 0
 
-    def run(trial_or_none, config: Config) -> Outcome:
+    def time_left() -> float | None:
+        return None if options.timeout_s is None else options.timeout_s - (time.monotonic() - start)
+
+    def run(trial: optuna.Trial, config: Config, given: Outcome | None = None) -> Outcome:
         nonlocal failures
         best = _best_ms(measured)
         stop_above = best * options.early_stop_factor if best is not None else None
-        outcome = evaluator.evaluate(config, stop_above)
+        outcome = given if given is not None else _evaluate_within(evaluator, config, stop_above, time_left())
         attrs = _attrs(outcome, len(measured) + 1)
         state, value = _state_value(outcome)
-        if trial_or_none is None:
-            study.add_trial(optuna.trial.create_trial(params=dict(config), distributions=distributions,
-                                                      value=value, state=state, user_attrs=attrs))
-        else:
-            for k, v in attrs.items():
-                trial_or_none.set_user_attr(k, v)
-            study.tell(trial_or_none, value, state=state)
-        measured[config] = next(t for t in reversed(study.get_trials(deepcopy=False)) if Space.config_of(t.params) == config)
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, value, state=state)
+        measured[config] = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.number == trial.number)
         result.trials_run += 1
         failures += outcome.status == oc.FAILED
         if on_trial is not None:
@@ -253,21 +331,36 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
     default = spec.heuristic(problem, device)
     result.default_config = default
     trial = None
+    pool, own_pool = _open_compile_pool(evaluator, options, device, compile_pool)
     try:
         baseline = evaluator.baseline()
         result.baseline = baseline.timing if baseline.ok else None
         if default not in measured and options.trials > 0 and space.reject_reason(default) is None:
-            run(None, default)
+            # Asked like any proposal (the first ask pops it), so that a process sharing the
+            # study sees it RUNNING and does not run it too.
+            study.enqueue_trial(dict(default))
         idle = 0
-        while result.trials_run < options.trials and len(measured) < len(space):
+        valid = set(space.valid_configs)
+        while result.trials_run < options.trials:
+            shared.refresh()
+            busy = {c for c in shared.running if c in valid and c not in measured}
+            if len(measured) + len(busy) >= len(space):
+                break  # every valid config is measured or being measured by another process
             if options.timeout_s is not None and time.monotonic() - start >= options.timeout_s:
                 break
+            if pool is not None:  # batch step: compile proposals in parallel, then time them in order
+                idle = _batch_step(study, space, distributions, measured, shared, fallback, result, options, pool,
+                                   run, idle, time_left)
+                continue
             if idle >= options.max_idle:
-                study.enqueue_trial(dict(next(c for c in fallback if c not in measured)))
+                study.enqueue_trial(dict(next(c for c in fallback if c not in measured and c not in busy)))
                 idle = 0
             trial = study.ask(distributions)
             config = Space.config_of(trial.params)
             reason = space.reject_reason(config)
+            if reason is None:
+                # The proposal is in storage now: whoever looks last sees both trials and yields.
+                shared.refresh()
             if reason is not None:
                 trial.set_user_attr("kind", oc.INVALID)
                 trial.set_user_attr("reason", f"invalid: {reason}")
@@ -281,10 +374,19 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
                 study.tell(trial, earlier.value, state=earlier.state)
                 result.answered_from_study += 1
                 idle += 1
+            elif shared.taken(config, trial.number):
+                others = sorted(shared.running[config] - {trial.number})
+                trial.set_user_attr(RETRY_ATTR, True)
+                trial.set_user_attr("kind", _TAKEN)
+                trial.set_user_attr("reason", f"running in trial {others[0]} of another process")
+                study.tell(trial, state=TrialState.FAIL)
+                result.taken_elsewhere += 1
+                idle += 1
             else:
                 run(trial, config)
                 idle = 0
             trial = None
+        shared.refresh()  # what other processes measured meanwhile is part of the result
         if options.retime_top > 0:
             _retime(result, measured, evaluator, options.retime_top)
     except KeyboardInterrupt:
@@ -293,8 +395,132 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             trial.set_user_attr(RETRY_ATTR, True)
             trial.set_user_attr("kind", oc.INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
+    finally:
+        if own_pool:
+            pool.close()
     _summarize(result, measured, default)
     return result
+
+
+def _evaluate_within(evaluator: Evaluator, config: Config, stop_above_ms: float | None,
+                     left_s: float | None) -> Outcome:
+    """evaluator.evaluate, told what is left of the run's budget when it takes `timeout_s`
+    (replay and synthetic evaluators that do not are called as before)."""
+    if left_s is None:
+        return evaluator.evaluate(config, stop_above_ms)
+    try:
+        params = inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "timeout_s" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return evaluator.evaluate(config, stop_above_ms)
+    return evaluator.evaluate(config, stop_above_ms, timeout_s=max(left_s, 0.0))
+
+
+def _open_compile_pool(evaluator: Evaluator, options: SearchOptions, device: DeviceInfo, given: Any):
+    """(pool, owned): the enabled compile pool the search uses, or None for the sequential
+    search (compile_workers 0, an evaluator that cannot make one, a disabled pool)."""
+    if given is not None:
+        return (given, False) if given.enabled else (None, False)
+    if options.compile_workers <= 0 or not hasattr(evaluator, "compile_pool"):
+        return None, False
+    pool = evaluator.compile_pool(options.compile_workers, interpreter=device.interpreter)
+    if not pool.enabled:
+        pool.close()
+        return None, False
+    return pool, True
+
+
+def _batch_step(study: optuna.Study, space: Space, distributions, measured: dict[Config, optuna.trial.FrozenTrial],
+                shared: _SharedView, fallback: list[Config], result: TuneResult, options: SearchOptions, pool, run,
+                idle: int, time_left: Callable[[], float | None]) -> int:
+    """One batch of the search with a compile pool; returns the new idle count.
+
+    Asks the sampler for up to `pool.size` new valid unmeasured configs before telling any
+    (pending trials are fine for TPE); invalid, measured and taken proposals are told at once
+    as in the sequential search; a proposal of a config already in the batch is answered from
+    its trial once measured, and the next ask takes the seeded fallback order. The batch is
+    compiled in parallel, then each config is timed in order by `run`; a failed compile is
+    the failed trial itself and never reaches the timing worker. Trials asked but not run
+    (budget spent, Ctrl-C) are told FAILED with the retry mark: not results.
+    """
+    want = min(pool.size, options.trials - result.trials_run, len(space) - len(measured))
+    batch: list[tuple[Any, Config]] = []
+    echoes: list[tuple[Any, Config]] = []
+    told: set[int] = set()
+    why = "interrupted"
+
+    def answer(trial, earlier) -> None:
+        trial.set_user_attr(_SOURCE, "study")
+        trial.set_user_attr("answered_from", earlier.number)
+        study.tell(trial, earlier.value, state=earlier.state)
+        told.add(trial.number)
+        result.answered_from_study += 1
+
+    try:
+        take_fallback = False
+        for _ in range(max(0, want) * (options.max_idle + 1)):
+            if len(batch) >= want:
+                break
+            pending = {c for _, c in batch}
+            if idle >= options.max_idle or take_fallback:
+                nxt = next((c for c in fallback if c not in measured and c not in pending and c not in shared.running),
+                           None)
+                if nxt is None:
+                    break
+                study.enqueue_trial(dict(nxt))
+                idle, take_fallback = 0, False
+            trial = study.ask(distributions)
+            config = Space.config_of(trial.params)
+            reason = space.reject_reason(config)
+            if reason is None:
+                shared.refresh()
+            if reason is not None:
+                trial.set_user_attr("kind", oc.INVALID)
+                trial.set_user_attr("reason", f"invalid: {reason}")
+                study.tell(trial, state=TrialState.FAIL)
+                told.add(trial.number)
+                result.rejected_invalid += 1
+                idle += 1
+            elif config in measured:
+                answer(trial, measured[config])
+                idle += 1
+            elif config in pending:
+                echoes.append((trial, config))
+                idle += 1
+                take_fallback = True
+            elif shared.taken(config, trial.number):
+                others = sorted(shared.running[config] - {trial.number})
+                trial.set_user_attr(RETRY_ATTR, True)
+                trial.set_user_attr("kind", _TAKEN)
+                trial.set_user_attr("reason", f"running in trial {others[0]} of another process")
+                study.tell(trial, state=TrialState.FAIL)
+                told.add(trial.number)
+                result.taken_elsewhere += 1
+                idle += 1
+            else:
+                batch.append((trial, config))
+                idle = 0
+        if batch:
+            compiled = pool.compile_many([c for _, c in batch], time_left())
+            for (trial, config), compile_outcome in zip(batch, compiled):
+                left = time_left()
+                if left is not None and left <= 0:
+                    why = "not run: the run budget (--timeout) was spent"
+                    break
+                run(trial, config, None if compile_outcome.ok else compile_outcome)
+                told.add(trial.number)
+        for trial, config in echoes:
+            if config in measured:
+                answer(trial, measured[config])
+    finally:
+        for trial, _ in batch + echoes:  # asked, not told: not a result; a resumed study runs it again
+            if trial.number not in told:
+                trial.set_user_attr(RETRY_ATTR, True)
+                trial.set_user_attr("kind", oc.INTERRUPTED)
+                trial.set_user_attr("reason", why)
+                study.tell(trial, state=TrialState.FAIL)
+    return idle
 
 
 def _retime(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTrial], evaluator: Evaluator, top: int) -> None:

@@ -42,13 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class TimingPolicy:
     """Timing bounds sent to the worker (see profilers.timing.measure); `probe_reps` first
-    repetitions decide an early stop."""
+    repetitions decide an early stop; `cuda_graph` times CUDA-graph replays (GPU only; the
+    torch baseline is timed the same way)."""
 
     warmup_ms: float = 25.0
     rep_ms: float = 100.0
     min_reps: int = 10
     max_reps: int = 1000
     probe_reps: int = 3
+    cuda_graph: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,12 +106,14 @@ def _timing(fn, device, policy: dict[str, Any], probe: bool = False, triton: boo
     from profilers.timing import measure
 
     interpreter = device.interpreter and triton  # the torch baseline never runs in the interpreter
+    cuda_graph = bool(policy.get("cuda_graph", False))
     if probe:
         n = int(policy["probe_reps"])
         return measure(fn, device=device.torch_device, warmup_ms=0.0, rep_ms=0.0, min_reps=n, max_reps=n,
-                       interpreter=interpreter)
+                       interpreter=interpreter, cuda_graph=cuda_graph)
     return measure(fn, device=device.torch_device, warmup_ms=policy["warmup_ms"], rep_ms=policy["rep_ms"],
-                   min_reps=int(policy["min_reps"]), max_reps=int(policy["max_reps"]), interpreter=interpreter)
+                   min_reps=int(policy["min_reps"]), max_reps=int(policy["max_reps"]), interpreter=interpreter,
+                   cuda_graph=cuda_graph)
 
 
 def _failure_kind(exc: BaseException) -> str:
@@ -129,7 +133,7 @@ def _one_line(exc: BaseException) -> str:
 def _evaluate(session: _Session, request: dict[str, Any]) -> Outcome:
     import torch
 
-    from kernels.accuracy import compare
+    from kernels.accuracy import compare, sqnr_db
 
     spec, problem, device, inputs, reference, out_dtype = session.prepared(request)
     config = Config(request["config"])
@@ -141,6 +145,9 @@ def _evaluate(session: _Session, request: dict[str, Any]) -> Outcome:
     comparison = compare(out.float(), reference, spec.tolerance(problem))
     if not comparison.ok:
         return Outcome.failed(oc.WRONG_RESULT, f"wrong result: {comparison.summary()}")
+    # A quantized kernel's error against the float op it replaces (the joint scheme search's
+    # second objective); the check above was against the dequantized operands.
+    float_db = sqnr_db(spec.float_reference(inputs), out.float()) if spec.float_reference else None
 
     def fn():
         return spec.launch(inputs, config, out=out)
@@ -149,9 +156,27 @@ def _evaluate(session: _Session, request: dict[str, Any]) -> Outcome:
     if stop_above is not None:
         probe = _timing(fn, device, request["timing"], probe=True)
         if probe.median_ms > float(stop_above):
-            return Outcome(status=oc.EARLY_STOPPED, timing=probe, sqnr_db=comparison.sqnr_db,
+            return Outcome(status=oc.EARLY_STOPPED, timing=probe, sqnr_db=comparison.sqnr_db, float_sqnr_db=float_db,
                            reason=f"first {probe.reps} repetitions {probe.median_ms:.4g} ms > {float(stop_above):.4g} ms")
-    return Outcome(status=oc.OK, timing=_timing(fn, device, request["timing"]), sqnr_db=comparison.sqnr_db)
+    return Outcome(status=oc.OK, timing=_timing(fn, device, request["timing"]), sqnr_db=comparison.sqnr_db,
+                   float_sqnr_db=float_db)
+
+
+def _compile(session: _Session, request: dict[str, Any]) -> Outcome:
+    """Compile the config's kernels for the problem without timing or checking them: one
+    launch into a scratch output JIT-compiles them and fills Triton's on-disk cache
+    (TRITON_CACHE_DIR, shared with the timing worker, which then hits it). Under the
+    interpreter there is nothing to compile and nothing is launched, unless the request sets
+    `force` (tests: a planted config's launch is observable)."""
+    spec, _, device, inputs, _, _ = session.prepared(request)
+    if device.interpreter and not request.get("force"):
+        return Outcome(status=oc.OK, reason="Triton interpreter: nothing to compile")
+    spec.launch(inputs, Config(request["config"]))
+    if device.kind == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device.torch_device)
+    return Outcome(status=oc.OK)
 
 
 def _baseline(session: _Session, request: dict[str, Any]) -> Outcome:
@@ -165,6 +190,8 @@ def _handle(session: _Session, request: dict[str, Any]) -> dict[str, Any]:
             return _evaluate(session, request).to_dict()
         if request.get("op") == "baseline":
             return _baseline(session, request).to_dict()
+        if request.get("op") == "compile":
+            return _compile(session, request).to_dict()
         return Outcome.failed(oc.RUNTIME_ERROR, f"unknown request {request.get('op')!r}").to_dict()
     except Exception as exc:  # a config that fails is a result, typed and kept with its reason
         return Outcome.failed(_failure_kind(exc), _one_line(exc)).to_dict()
@@ -338,16 +365,35 @@ class WorkerEvaluator:
                  trial_timeout_s: float) -> None:
         self._base = {"kernel": locator, "problem": problem_to_dict(problem), "seed": seed,
                       "timing": policy.to_dict()}
+        self._locator, self._problem, self._seed = locator, problem, seed
         self._timeout = trial_timeout_s
         self.worker = Worker()
 
-    def evaluate(self, config: Config, stop_above_ms: float | None = None) -> Outcome:
-        """Check `config` against the reference, then time it (or stop early above `stop_above_ms`)."""
+    def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
+        """Check `config` against the reference, then time it (or stop early above `stop_above_ms`).
+
+        timeout_s: what is left of the run's budget; the request's limit is the smaller of it
+        and the per-trial timeout. A trial cut by it is a TIMEOUT failure naming the run budget.
+        """
         request = {**self._base, "op": "evaluate", "config": dict(config), "stop_above_ms": stop_above_ms}
+        limit, by_budget = self._timeout, False
+        if timeout_s is not None and timeout_s < self._timeout:
+            limit, by_budget = max(float(timeout_s), 0.0), True
         try:
-            return Outcome.from_dict(self.worker.request(request, self._timeout))
+            return Outcome.from_dict(self.worker.request(request, limit))
         except WorkerLost as lost:
+            if by_budget and lost.outcome.kind == oc.TIMEOUT:
+                return Outcome.failed(oc.TIMEOUT, f"timeout: cut by the run budget (--timeout) after {limit:.3g} s "
+                                                  f"(per-trial timeout {self._timeout:g} s); worker replaced")
             return lost.outcome
+
+    def compile_pool(self, workers: int, *, interpreter: bool, force: bool = False):
+        """A tuner.precompile.CompilePool of `workers` extra processes for this kernel and
+        problem (same inputs' seed, the per-trial timeout as the compile timeout)."""
+        from .precompile import CompilePool
+
+        return CompilePool(self._locator, self._problem, seed=self._seed, workers=workers,
+                           timeout_s=self._timeout, interpreter=interpreter, force=force)
 
     def baseline(self) -> Outcome:
         """Time the torch baseline on the same inputs."""
