@@ -190,6 +190,15 @@ def _reference(inputs: Fp8MatmulInputs) -> torch.Tensor:
     return out + inputs.bias.float() if inputs.bias is not None else out
 
 
+def _float_reference(inputs: Fp8MatmulInputs) -> torch.Tensor:
+    # The unquantized operands (kept in the output dtype: their rounding, ~2^-9 relative in
+    # bf16, is far below fp8's ~2^-4).
+    if inputs.x_float is None or inputs.w_float is None:
+        raise ValueError("no unquantized operands kept with these inputs")
+    out = inputs.x_float.float() @ inputs.w_float.float().t()
+    return out + inputs.bias.float() if inputs.bias is not None else out
+
+
 def _baseline(inputs: Fp8MatmulInputs) -> torch.Tensor:
     # The op the fp8 kernel replaces: the unquantized layer in the output dtype.
     x = inputs.x_float if inputs.x_float is not None else inputs.x.dequantize(inputs.out_dtype)
@@ -247,6 +256,7 @@ SPEC = KernelSpec(
     make_inputs=_make_inputs,
     problem_of=_problem_of,
     reference=_reference,
+    float_reference=_float_reference,
     launch=_launch,
     baseline=_baseline,
     baseline_name="torch.matmul (unquantized x and w)",

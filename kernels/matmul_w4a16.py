@@ -175,6 +175,7 @@ class W4A16Inputs:
     w: Int4Weight  # packed [N, Kp / 2], scale (and zero) [N, Kp / group]
     bias: torch.Tensor | None = None  # [N], x's dtype
     weight: torch.Tensor | None = None  # [N, K] float weight in x's dtype: the baseline's input only
+    weight_f32: torch.Tensor | None = None  # [N, K] the weight before quantization: float_reference's input
 
 
 def _problem_of(inputs: W4A16Inputs) -> Problem:
@@ -234,11 +235,20 @@ def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -
     x = torch.randn((M, K), device=device, dtype=dtype, generator=gen)
     w = torch.randn((N, K), device=device, dtype=torch.float32, generator=gen)  # nn.Linear layout
     bias = torch.randn((N,), device=device, dtype=dtype, generator=gen) if problem.opt("bias") == "1" else None
-    return W4A16Inputs(x, quantize_int4(w, group, symmetric), bias, weight=w.to(dtype))
+    return W4A16Inputs(x, quantize_int4(w, group, symmetric), bias, weight=w.to(dtype), weight_f32=w)
 
 
 def _reference(inputs: W4A16Inputs) -> torch.Tensor:
     out = inputs.x.float() @ inputs.w.dequantize(torch.float32).t()
+    return out + inputs.bias.float() if inputs.bias is not None else out
+
+
+def _float_reference(inputs: W4A16Inputs) -> torch.Tensor:
+    # x @ W with W as it was before quantization: what the scheme's error is measured against.
+    w = inputs.weight_f32 if inputs.weight_f32 is not None else inputs.weight
+    if w is None:
+        raise ValueError("no unquantized weight kept with these inputs")
+    out = inputs.x.float() @ w.float().t()
     return out + inputs.bias.float() if inputs.bias is not None else out
 
 
@@ -301,6 +311,7 @@ SPEC = KernelSpec(
     make_inputs=_make_inputs,
     problem_of=_problem_of,
     reference=_reference,
+    float_reference=_float_reference,
     launch=_launch,
     baseline=_baseline,
     baseline_name="torch.matmul (float weights)",

@@ -184,6 +184,10 @@ class KernelSpec:
     check_problem: Callable[[Problem], "str | None"] = _no_problem_check
     requirement: Callable[[Problem, DeviceInfo], "str | None"] = _no_requirement
     notes: str = ""
+    # Quantized kernels only: the fp32 output with the operands *before* quantization. The
+    # correctness check compares against `reference` (the dequantized operands); the
+    # quantization search measures the scheme's error (SQNR) against this one.
+    float_reference: "Callable[[Any], torch.Tensor] | None" = None
     _param_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -34,7 +34,8 @@ class Outcome:
     timing: Timing | None = None
     kind: str | None = None
     reason: str | None = None
-    sqnr_db: float | None = None
+    sqnr_db: float | None = None        # against the kernel's reference (its own arithmetic)
+    float_sqnr_db: float | None = None  # quantized kernels: against the unquantized float op
 
     @property
     def ok(self) -> bool:
@@ -46,10 +47,12 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "timing": self.timing.to_dict() if self.timing else None,
-                "kind": self.kind, "reason": self.reason, "sqnr_db": self.sqnr_db}
+                "kind": self.kind, "reason": self.reason, "sqnr_db": self.sqnr_db,
+                "float_sqnr_db": self.float_sqnr_db}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
         timing = data.get("timing")
         return cls(status=str(data["status"]), timing=Timing(**timing) if timing else None,
-                   kind=data.get("kind"), reason=data.get("reason"), sqnr_db=data.get("sqnr_db"))
+                   kind=data.get("kind"), reason=data.get("reason"), sqnr_db=data.get("sqnr_db"),
+                   float_sqnr_db=data.get("float_sqnr_db"))
