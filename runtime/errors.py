@@ -1,0 +1,23 @@
+"""Errors the runtime raises for bad input. Each carries a one-line message a CLI can print
+as is (they are ValueErrors, like kernels.errors.KernelError, so callers that turn bad input
+into "error: ..." and exit code 2 need no new case)."""
+
+
+class ModelError(ValueError):
+    """Base class: a model the runtime cannot describe or run."""
+
+
+class UnsupportedArchitecture(ModelError):
+    """A Hugging Face config of an architecture the runtime has no forward pass for."""
+
+
+class UnknownModel(ModelError):
+    """A preset name that is not built in."""
+
+
+class InvalidModelConfig(ModelError):
+    """A config whose numbers cannot describe a model (zero layers, heads not a multiple of kv heads, ...)."""
+
+
+class InvalidWorkload(ModelError):
+    """A batch, sequence length, generation length or quant scheme a model cannot run."""
