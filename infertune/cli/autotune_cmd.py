@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +24,10 @@ from tuner.search import Progress as TrialProgress
 from tuner.space import Space
 
 from ..autotune import autotune_problem, save_records, studies_storage
+from ..model_autotune import model_problems, parse_sizes
+from ..problems import default_dtype
+from ..quant_autotune import is_joint
+from .autotune_quant import tune_schemes
 from ..benchmark import INTERPRETER_NOTE
 from ..errors import UsageError
 from ..problems import parse_options, problem_from_text
@@ -33,7 +39,7 @@ status = Console(stderr=True, highlight=False)
 
 @user_errors
 def autotune(
-    kernel: str = typer.Argument(..., help="Kernel name (see `infertune kernels`)."),
+    kernel: str = typer.Argument(None, help="Kernel name (see `infertune kernels`); with --model, only this kernel's problems."),
     shape: list[str] = typer.Option(None, "--shape", help="16x4096x4096 or M=16,N=4096,K=4096; repeat for more problems."),
     dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16 (default: bf16 where it runs)."),
     quant: str = typer.Option(None, "--quant", help="Quantization scheme for quantized kernels, e.g. int4-g128."),
@@ -49,6 +55,17 @@ def autotune(
     no_save: bool = typer.Option(False, "--no-save", help="Do not write the winners to the database."),
     record: str = typer.Option(None, "--record", help="With --sampler grid and one --shape: measure every valid config once and write them to this replay file."),
     replay: str = typer.Option(None, "--replay", help="Answer trials from this replay file instead of running kernels (nothing is stored)."),
+    model: str = typer.Option(None, "--model", help="Tune every (kernel, shape, dtype) this built-in model launches "
+                              "(see runtime presets: smollm2-135m, minilm-l6, llama-3.2-1b, llama-3-8b)."),
+    batch: str = typer.Option(None, "--batch", help="With --model: batch sizes, e.g. 1,8,64 (default 1)."),
+    seq: int = typer.Option(None, "--seq", min=1, help="With --model: prompt length in tokens (default 128)."),
+    gen: int = typer.Option(128, "--gen", min=0, help="With --model: tokens generated after the prompt (sizes the KV cache)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Time CUDA-graph replays of each config (GPU only): "
+                                    "what a decode loop captured in a graph pays, without launch overhead."),
+    compile_workers: int = typer.Option(None, "--compile-workers", min=0, help="Processes compiling proposals ahead "
+                                        "of timing (default: min(8, CPUs) on a GPU; 0 under the interpreter)."),
+    min_sqnr: float = typer.Option(None, "--min-sqnr", help="With --quant all or a list of schemes: pick the fastest "
+                                   "scheme on the latency/SQNR Pareto front whose SQNR reaches this many dB."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Search tile configs with Optuna in an isolated worker; check, time, and store the winners.
@@ -59,23 +76,54 @@ def autotune(
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; known samplers: {', '.join(SAMPLERS)}")
     settings = Settings.from_env()
-    spec = kernel_library.get(kernel)
     device = current_device()
+    if cuda_graph and device.kind != "cuda":
+        raise UsageError(f"--cuda-graph needs a GPU; this device is {device.label}")
+    if compile_workers is None:
+        compile_workers = 0 if device.interpreter else min(8, os.cpu_count() or 1)
+    if model is None and (batch is not None or seq is not None):
+        raise UsageError("--batch and --seq describe a model's workload: give --model NAME too")
+    if model is not None:
+        if shape or replay or record or is_joint(quant):
+            raise UsageError("--model takes its shapes from the model; leave out --shape, --record, --replay "
+                             "and a list of --quant schemes")
+        if kernel is not None:
+            kernel_library.get(kernel)  # an unknown kernel fails as such
+        targets = model_problems(model, batches=parse_sizes(batch or "1", "--batch"), seq=seq or 128, gen=gen,
+                                 dtype=dtype or default_dtype(kernel_library.get("matmul"), device), quant=quant,
+                                 kernel=kernel)
+        for spec, problem in targets:
+            reason = spec.unsupported_reason(problem, device)
+            if reason:
+                raise UsageError(f"{spec.name} with {problem.dtype} is not supported on this device: {reason}")
+    if kernel is None and model is None:
+        raise UsageError("give a KERNEL (see `infertune kernels`) or --model NAME")
+    spec = kernel_library.get(kernel) if kernel is not None else None
+    if is_joint(quant):
+        if replay or record:
+            raise UsageError("--record and --replay take one kernel and scheme, not --quant with several schemes")
+        return tune_schemes(spec, shape, dtype, quant, opt, device, settings, trials=trials, sampler=sampler, seed=seed,
+                            timeout=timeout, trial_timeout=trial_timeout, db=db, storage=storage, no_save=no_save,
+                            min_sqnr=min_sqnr, json_output=json_output)
+    if min_sqnr is not None:
+        raise UsageError("--min-sqnr picks among quantization schemes: give --quant all or a list such as int8,int4-g128")
     recording = None
-    if replay is not None:
+    if model is not None:
+        problems = targets
+    elif replay is not None:
         if record is not None or shape:
             raise UsageError("--replay takes its problem from the file; leave out --shape and --record")
         replay_spec, recording = load_replay(replay, kernel_library.get)
         if replay_spec.name != spec.name:
             raise UsageError(f"{replay} holds {replay_spec.name}, not {spec.name}")
-        problems = [recording.problem]
+        problems = [(spec, recording.problem)]
     else:
         if not shape:
             raise UsageError("give at least one --shape (or --replay FILE)")
         options = parse_options(opt)
         if quant is not None:
             options["quant"] = quant
-        problems = [problem_from_text(spec, s, dtype, options, device) for s in shape]
+        problems = [(spec, problem_from_text(spec, s, dtype, options, device)) for s in shape]
     if record is not None and (sampler != "grid" or len(problems) != 1):
         raise UsageError("--record needs --sampler grid and exactly one --shape")
     db = db or settings.db
@@ -84,22 +132,24 @@ def autotune(
     storage = None if record or replay else storage or studies_storage(db)
     if record is not None:
         trials = max(trials, spec.space_size)
-    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout)
+    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout,
+                           compile_workers=compile_workers)
     if device.interpreter and replay is None:
         status.print(f"[yellow]warning: {INTERPRETER_NOTE}; the tuned configs are CPU results.[/]")
 
     results: list[TuneResult] = []
     records = []
     try:
-        for problem in problems:
+        for spec, problem in problems:
             with _progress(json_output) as bar:
                 valid = len(Space(spec, problem, recording.device if recording else device))
-                task = bar.add_task(spec.shape_key(problem), total=min(trials, valid), fields="")
+                task = bar.add_task(f"{spec.name} {spec.shape_key(problem)}" if model else spec.shape_key(problem),
+                                    total=min(trials, valid), fields="")
                 try:
                     result, tuned = autotune_problem(spec, problem, device, storage=storage, options=search,
                                                       trial_timeout_s=trial_timeout, settings=settings,
                                                       on_trial=lambda p, t=task, b=bar: _advance(b, t, p),
-                                                      record_to=record, replay=recording)
+                                                      record_to=record, replay=recording, cuda_graph=cuda_graph)
                 except NoValidConfig as exc:
                     raise UsageError(str(exc)) from None
             results.append(result)
@@ -113,7 +163,7 @@ def autotune(
         raise typer.Exit(130) from None
     save = not no_save and replay is None
     written = save_records(db, records) if records and save else 0
-    _report(results, db, written=written if save else None, json_output=json_output)
+    _report(results, db, written=written if save else None, json_output=json_output, model=model)
     if record is not None:
         status.print(f"replay file written: {record}")
 
@@ -140,12 +190,16 @@ def _ratio(x: float | None) -> str:
     return f"{x:.2f}x" if x is not None else "-"
 
 
-def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None) -> None:
+def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None,
+            model: str | None = None) -> None:
     if json_output:
         print_json({"results": [r.to_dict() for r in results], "database": db, "records_written": written,
-                    "interrupted": note is not None, "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
+                    "model": model, "interrupted": note is not None,
+                    "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
         return
-    for r in results:
+    if model is not None:
+        _model_table(model, results)
+    for r in ([] if model is not None else results):
         table = Table(title=f"{r.kernel} {r.problem_key} on {r.device} ({r.sampler}, seed {r.seed})")
         for col in ("variant", "p50", "p10-p90", "vs default", "vs baseline"):
             table.add_column(col, overflow="fold", justify="left" if col == "variant" else "right")
@@ -171,6 +225,18 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
         console.print(f"database: {written} record(s) written to {db}")
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
+
+
+def _model_table(model: str, results: list[TuneResult]) -> None:
+    # One row per tuned problem: a model has dozens, a table each would scroll away.
+    table = Table(title=f"{model}: {len(results)} kernel problems on {results[0].device if results else '-'}")
+    for col in ("kernel", "problem", "default", "tuned", "vs default", "vs baseline", "trials", "failures"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("kernel", "problem") else "right")
+    for r in results:
+        vs_base = r.baseline.median_ms / r.best.median_ms if r.best and r.baseline else None
+        table.add_row(r.kernel, r.problem_key, _ms(r.default), _ms(r.best), _ratio(r.speedup_over_default),
+                      _ratio(vs_base), f"{r.trials_run}/{r.valid_configs}", str(sum(r.failures.values())))
+    console.print(table)
 
 
 def _ms_p(t) -> str:
