@@ -37,3 +37,11 @@ class FetchFailed(ModelError):
 
 class CorruptModelFile(ModelError):
     """A weights or tokenizer file that cannot be read (truncated download, wrong format, missing tensors)."""
+
+
+class PromptTooLong(ModelError):
+    """A prompt (plus the tokens asked for) longer than the model's context or the KV cache."""
+
+
+class InvalidSampling(ModelError):
+    """Sampling settings that choose no distribution (negative temperature, top_p outside (0, 1], ...)."""

@@ -132,7 +132,13 @@ def _activation(config: Mapping[str, Any], default: str) -> str:
 def _llama_from_hf(config: Mapping[str, Any]) -> ModelConfig:
     hidden = _need(config, "hidden_size")
     heads = _need(config, "num_attention_heads")
-    scaling = config.get("rope_scaling")
+    # transformers < 5 writes rope_theta and rope_scaling; 5 writes rope_parameters (theta and
+    # scaling in one dict, rope_type "default" when unscaled). Read both.
+    params = config.get("rope_parameters") if isinstance(config.get("rope_parameters"), Mapping) else {}
+    scaling = config.get("rope_scaling") or {k: v for k, v in params.items() if k != "rope_theta"}
+    if scaling and scaling.get("rope_type", scaling.get("type")) in (None, "default"):
+        scaling = None
+    theta = config.get("rope_theta", params.get("rope_theta", 10000.0))
     return ModelConfig(
         family="llama",
         hidden=hidden,
@@ -146,7 +152,7 @@ def _llama_from_hf(config: Mapping[str, Any]) -> ModelConfig:
         norm_eps=float(config.get("rms_norm_eps", 1e-6)),
         act=_activation(config, "silu"),
         tied_embeddings=bool(config.get("tie_word_embeddings", False)),
-        rope_theta=float(config.get("rope_theta", 10000.0)),
+        rope_theta=float(theta),
         rope_scaling=tuple(sorted(scaling.items())) if scaling else None,
         attention_bias=bool(config.get("attention_bias", False)),
         mlp_bias=bool(config.get("mlp_bias", False)),

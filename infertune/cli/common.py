@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from kernels.errors import KernelError
+from runtime.errors import ModelError
 from tuner.database import DatabaseError
 
 from ..errors import UsageError
@@ -19,7 +20,7 @@ from ..settings import SettingError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (KernelError, UsageError, SettingError, DatabaseError)
+USER_ERRORS = (KernelError, UsageError, SettingError, DatabaseError, ModelError)
 
 console = Console(highlight=False)
 
