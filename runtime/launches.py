@@ -14,7 +14,9 @@ How the runtime lays a forward out (the choices that fix the shapes):
 - RoPE is one launch per layer over the fused projection viewed as [T, heads + 2 kv_heads,
   head_dim]: its first heads + kv_heads heads (q, then k) are rotated in place (rope takes
   any strides), so H = heads + kv_heads.
-- Prefill sequences are all `seq` tokens long (varlen=0): the batch is a rectangle.
+- Prefill attention of one sequence is the plain problem (varlen=0); a batch of several
+  is launched with per-sequence lengths (varlen=1) whether or not they differ, since
+  real batches are ragged: one tuned problem per batch size, hit by every batch.
 - Llama prefill keeps only each sequence's last hidden state before the final norm (a
   row-wise norm gives the same rows either way), so the final norm and lm_head run at
   M = batch, not batch * seq.
@@ -113,7 +115,7 @@ def _llama_pass(p: _Pass, batch: int, seq: int, gen: int) -> None:
     p.add("rope", "rope", {"T": M, "H": c.heads + c.kv_heads, "D": c.head_dim}, n)
     if p.phase == "prefill":
         p.add("attention", "attention", {"B": batch, "H": c.heads, "HKV": c.kv_heads, "S": seq, "D": c.head_dim},
-              n, causal="1", varlen="0")
+              n, causal="1", varlen="1" if batch > 1 else "0")
     else:
         p.add("attention", "attention_decode",
               {"B": batch, "H": c.heads, "HKV": c.kv_heads, "L": seq + gen, "D": c.head_dim}, n)
@@ -132,7 +134,7 @@ def _bert_pass(p: _Pass, batch: int, seq: int) -> None:
     p.add("embed_norm", "layernorm", {"M": M, "N": c.hidden}, 1)
     p.linear("qkv", M, c.qkv_dim, c.hidden, n, c.attention_bias)
     p.add("attention", "attention", {"B": batch, "H": c.heads, "HKV": c.kv_heads, "S": seq, "D": c.head_dim},
-          n, causal="0", varlen="0")
+          n, causal="0", varlen="1" if batch > 1 else "0")
     p.linear("o", M, c.hidden, c.q_dim, n, c.attention_bias)
     p.add("attn_norm", "layernorm", {"M": M, "N": c.hidden}, n)
     p.linear("up", M, c.intermediate, c.hidden, n, c.mlp_bias)

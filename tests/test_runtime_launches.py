@@ -136,7 +136,7 @@ def test_bert_counts_add_up_and_it_has_no_decode():
     roles = _by_role(launches, "prefill")
     for role in ("qkv", "o", "up", "down"):
         assert roles[role].options == {"bias": "1"}
-    assert roles["attention"].options == {"causal": "0", "varlen": "0"}
+    assert roles["attention"].options == {"causal": "0", "varlen": "1"}  # batch 8: lengths passed
     assert roles["gelu"].options == {"approximate": "none"}
     assert "lm_head" not in roles
 
@@ -161,7 +161,8 @@ def test_batch_and_seq_set_the_shapes(batch, seq, gen):
     assert pre["attn_norm"].shape == {"M": batch * seq, "N": 4096}
     assert pre["rope"].shape == {"T": batch * seq, "H": 32 + 8, "D": 128}
     assert pre["attention"].shape == {"B": batch, "H": 32, "HKV": 8, "S": seq, "D": 128}
-    assert pre["attention"].options == {"causal": "1", "varlen": "0"}
+    # one sequence: the plain problem; a batch passes its lengths (ragged prompts)
+    assert pre["attention"].options == {"causal": "1", "varlen": "1" if batch > 1 else "0"}
     # Only each sequence's last token reaches the final norm and lm_head.
     assert pre["final_norm"].shape == {"M": batch, "N": 4096}
     assert pre["lm_head"].shape == {"M": batch, "N": 128256, "K": 4096}
@@ -267,3 +268,21 @@ def test_presets_and_unknown_model():
     message = str(info.value)
     assert "\n" not in message and "'llama-4'" in message
     assert all(name in message for name in by_name)
+
+
+def test_from_hf_config_reads_transformers_5_rope_parameters():
+    from runtime.model_config import ModelConfig
+
+    base = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 101}
+    plain = ModelConfig.from_hf_config({**base, "rope_parameters": {"rope_type": "default", "rope_theta": 50000.0}})
+    assert plain.rope_theta == 50000.0 and plain.rope_scaling is None
+    scaled = ModelConfig.from_hf_config({**base, "rope_parameters": {
+        "rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0, "original_max_position_embeddings": 8192}})
+    assert scaled.rope_theta == 500000.0 and dict(scaled.rope_scaling)["rope_type"] == "llama3"
+    assert "rope_theta" not in dict(scaled.rope_scaling)
+    old = ModelConfig.from_hf_config({**base, "rope_theta": 1e4, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+                                      "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                                      "original_max_position_embeddings": 8192}})
+    assert old.rope_theta == 1e4 and dict(old.rope_scaling)["factor"] == 8.0
