@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from . import autotune_cmd, bench_cmd, check_cmd, db_cmd, env_cmd, kernels_cmd, tuner_cmd
+from . import autotune_cmd, bench_cmd, check_cmd, db_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd, models_cmd, tuner_cmd
 from .common import click_exceptions
 
 app = typer.Typer(
@@ -24,8 +24,11 @@ app.command("kernels")(kernels_cmd.kernels)
 app.command("check")(check_cmd.check)
 app.command("bench")(bench_cmd.bench)
 app.command("autotune")(autotune_cmd.autotune)
+app.command("generate")(generate_cmd.generate)
+app.command("embed")(embed_cmd.embed)
 app.add_typer(tuner_cmd.app, name="tuner")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(models_cmd.app, name="models")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,6 +64,12 @@ def autotune(
                                     "what a decode loop captured in a graph pays, without launch overhead."),
     compile_workers: int = typer.Option(None, "--compile-workers", min=0, help="Processes compiling proposals ahead "
                                         "of timing (default: min(8, CPUs) on a GPU; 0 under the interpreter)."),
+    quant_plan: bool = typer.Option(False, "--quant-plan", help="With --model: search per-layer weight schemes "
+                                    "(quality loss vs weight bytes) and write the Pareto front and a chosen plan."),
+    max_ppl_increase: str = typer.Option("2%", "--max-ppl-increase", help="With --quant-plan: the chosen plan's "
+                                         "perplexity may exceed the float model's by this much (2% or 0.02)."),
+    out: str = typer.Option(None, "--out", help="With --quant-plan: directory of front.json and plan.json "
+                            "(default plans/<model>/)."),
     min_sqnr: float = typer.Option(None, "--min-sqnr", help="With --quant all or a list of schemes: pick the fastest "
                                    "scheme on the latency/SQNR Pareto front whose SQNR reaches this many dB."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -81,6 +87,13 @@ def autotune(
         raise UsageError(f"--cuda-graph needs a GPU; this device is {device.label}")
     if compile_workers is None:
         compile_workers = 0 if device.interpreter else min(8, os.cpu_count() or 1)
+    if quant_plan:
+        if model is None:
+            raise UsageError("--quant-plan searches a model's layers: give --model NAME")
+        from .autotune_plan import tune_plan
+
+        return tune_plan(model, trials=trials, seed=seed, dtype=dtype, max_ppl_increase=max_ppl_increase, out=out,
+                         storage=storage, device=device, json_output=json_output)
     if model is None and (batch is not None or seq is not None):
         raise UsageError("--batch and --seq describe a model's workload: give --model NAME too")
     if model is not None:
