@@ -17,6 +17,7 @@ import torch as _torch
 if not _torch.cuda.is_available():
     _os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from ._nvtx import nvtx_range  # noqa: E402
 from .registry import REGISTRY, get, names  # noqa: E402
 from .matmul import matmul  # noqa: E402
 from .matmul_w8a16 import Int8Weight, matmul_w8a16, quantize_int8  # noqa: E402
@@ -34,4 +35,4 @@ __all__ = ["REGISTRY", "get", "names", "matmul",
            "matmul_w8a16", "quantize_int8", "Int8Weight", "matmul_w4a16", "quantize_int4", "Int4Weight",
            "matmul_fp8", "quantize_fp8", "Fp8Tensor",
            "rmsnorm", "layernorm", "rope", "rope_cache", "swiglu", "gelu",
-           "attention", "attention_decode"]
+           "attention", "attention_decode", "nvtx_range"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ._nvtx import nvtx_range
 from .config_source import get_config_source
 from .device import DeviceInfo, current_device, interpreter_enabled
 from .errors import InvalidProblem, UnsupportedOnDevice
@@ -38,4 +39,5 @@ def run(spec: KernelSpec, inputs: Any, config: Config | Mapping[str, int] | None
         chosen = get_config_source().resolve(spec, problem, device).config
     else:
         chosen = spec.complete(config, problem, device)
-    return spec.launch(inputs, chosen, out=out)
+    with nvtx_range(spec.name, "kernel", chosen):  # "<kernel> <config>"; a no-op without a profiler
+        return spec.launch(inputs, chosen, out=out)

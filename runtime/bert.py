@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+import kernels
+
 from .errors import CorruptModelFile, InvalidWorkload
 from .hf_loader import bert_name, expected_names
 from .linear import SCHEMES, LinearWeight, make_linear
@@ -193,15 +195,21 @@ class BertModel:
                 seq_lens = lengths
         if seq_lens is None and B > 1:
             seq_lens = torch.full((B,), S, dtype=torch.int32, device=self.device)
-        x = self.embeddings(input_ids, token_type_ids)
-        for layer in self.layers:
-            qkv = ops.linear(x, layer.qkv).view(B, S, 3, c.heads, c.head_dim)
-            attn = ops.attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=False, seq_lens=seq_lens)
-            h = ops.linear(attn.reshape(B * S, c.q_dim), layer.o)
-            x = ops.layernorm(h + x, *layer.attn_norm, c.norm_eps)
-            h = ops.gelu(ops.linear(x, layer.up), "tanh" if c.act == "gelu_tanh" else "none")
-            h = ops.linear(h, layer.down)
-            x = ops.layernorm(h + x, *layer.ffn_norm, c.norm_eps)
-        return x.view(B, S, c.hidden)
+        # NVTX ranges (category "model"): the encoder pass is the "prefill" phase (no decode).
+        with kernels.nvtx_range("prefill", "model", f"B={B} S={S}"):
+            x = self.embeddings(input_ids, token_type_ids)
+            for i, layer in enumerate(self.layers):
+                with kernels.nvtx_range("layer", "model", i):
+                    with kernels.nvtx_range("attention", "model"):
+                        qkv = ops.linear(x, layer.qkv).view(B, S, 3, c.heads, c.head_dim)
+                        attn = ops.attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=False,
+                                             seq_lens=seq_lens)
+                        h = ops.linear(attn.reshape(B * S, c.q_dim), layer.o)
+                        x = ops.layernorm(h + x, *layer.attn_norm, c.norm_eps)
+                    with kernels.nvtx_range("mlp", "model"):
+                        h = ops.gelu(ops.linear(x, layer.up), "tanh" if c.act == "gelu_tanh" else "none")
+                        h = ops.linear(h, layer.down)
+                        x = ops.layernorm(h + x, *layer.ffn_norm, c.norm_eps)
+            return x.view(B, S, c.hidden)
 
     __call__ = forward

@@ -208,25 +208,28 @@ class LlamaModel:
         # lengths (varlen=1), as launches.py lists and the tuner tunes it.
         lens = None if B == 1 and host[0] == S else torch.tensor(host, dtype=torch.int32, device=self.device)
         positions = torch.arange(S, dtype=torch.int32, device=self.device).repeat(B)
-        x = self.embed[tokens.reshape(T)]
-        for i, layer in enumerate(self.layers):
-            h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
-            qkv = ops.linear(h, layer["qkv"])
-            qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(T, H + HKV, D), positions, self.cos, self.sin)
-            q = qk[:, :H].reshape(B, S, H, D)
-            k = qk[:, H:].reshape(B, S, HKV, D)
-            v = qkv[:, c.q_dim + c.kv_dim:].reshape(B, S, HKV, D)
-            cache.k[i][:, :S] = k
-            cache.v[i][:, :S] = v
-            attn = ops.attention(q, k, v, causal=True, seq_lens=lens)
-            x = x + ops.linear(attn.reshape(T, c.q_dim), layer["o"])
-            x = x + self._mlp(x, layer)
-        cache.set_lengths(host)
-        if all_logits:
-            return ops.linear(ops.rmsnorm(x, self.norm, c.norm_eps), self.lm_head).view(B, S, -1)
-        last = x.view(B, S, c.hidden)[torch.arange(B, device=self.device),
-                                      torch.tensor(host, device=self.device) - 1]
-        return ops.linear(ops.rmsnorm(last, self.norm, c.norm_eps), self.lm_head)
+        with kernels.nvtx_range("prefill", "model", f"B={B} S={S}"):
+            x = self.embed[tokens.reshape(T)]
+            for i, layer in enumerate(self.layers):
+                with kernels.nvtx_range("layer", "model", i):
+                    with kernels.nvtx_range("attention", "model"):
+                        h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
+                        qkv = ops.linear(h, layer["qkv"])
+                        qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(T, H + HKV, D), positions, self.cos, self.sin)
+                        q = qk[:, :H].reshape(B, S, H, D)
+                        k = qk[:, H:].reshape(B, S, HKV, D)
+                        v = qkv[:, c.q_dim + c.kv_dim:].reshape(B, S, HKV, D)
+                        cache.k[i][:, :S] = k
+                        cache.v[i][:, :S] = v
+                        attn = ops.attention(q, k, v, causal=True, seq_lens=lens)
+                        x = x + ops.linear(attn.reshape(T, c.q_dim), layer["o"])
+                    x = x + self._mlp(x, layer)
+            cache.set_lengths(host)
+            if all_logits:
+                return ops.linear(ops.rmsnorm(x, self.norm, c.norm_eps), self.lm_head).view(B, S, -1)
+            last = x.view(B, S, c.hidden)[torch.arange(B, device=self.device),
+                                          torch.tensor(host, device=self.device) - 1]
+            return ops.linear(ops.rmsnorm(last, self.norm, c.norm_eps), self.lm_head)
 
     def decode(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One step: token b at position cache.lengths[b]; writes its k/v there, attends to
@@ -245,23 +248,27 @@ class LlamaModel:
         pos = cache.lengths
         where = pos.long()
         seq_lens = pos + 1
-        x = self.embed[tokens]
-        for i, layer in enumerate(self.layers):
-            h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
-            qkv = ops.linear(h, layer["qkv"])
-            qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(B, H + HKV, D), pos, self.cos, self.sin)
-            cache.k[i][cache.rows, where] = qk[:, H:]
-            cache.v[i][cache.rows, where] = qkv[:, c.q_dim + c.kv_dim:].view(B, HKV, D)
-            attn = ops.attention_decode(qk[:, :H], cache.k[i], cache.v[i], seq_lens)
-            x = x + ops.linear(attn.reshape(B, c.q_dim), layer["o"])
-            x = x + self._mlp(x, layer)
-        cache.lengths.add_(1)
-        return ops.linear(ops.rmsnorm(x, self.norm, self.config.norm_eps), self.lm_head)
+        with kernels.nvtx_range("decode step", "model", f"B={B}"):
+            x = self.embed[tokens]
+            for i, layer in enumerate(self.layers):
+                with kernels.nvtx_range("layer", "model", i):
+                    with kernels.nvtx_range("attention", "model"):
+                        h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
+                        qkv = ops.linear(h, layer["qkv"])
+                        qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(B, H + HKV, D), pos, self.cos, self.sin)
+                        cache.k[i][cache.rows, where] = qk[:, H:]
+                        cache.v[i][cache.rows, where] = qkv[:, c.q_dim + c.kv_dim:].view(B, HKV, D)
+                        attn = ops.attention_decode(qk[:, :H], cache.k[i], cache.v[i], seq_lens)
+                        x = x + ops.linear(attn.reshape(B, c.q_dim), layer["o"])
+                    x = x + self._mlp(x, layer)
+            cache.lengths.add_(1)
+            return ops.linear(ops.rmsnorm(x, self.norm, self.config.norm_eps), self.lm_head)
 
     def _mlp(self, x: torch.Tensor, layer: dict) -> torch.Tensor:
         ops, n = self.ops, self.config.intermediate
-        gate_up = ops.linear(ops.rmsnorm(x, layer["ffn_norm"], self.config.norm_eps), layer["gate_up"])
-        return ops.linear(ops.swiglu(gate_up[:, :n], gate_up[:, n:]), layer["down"])
+        with kernels.nvtx_range("mlp", "model"):
+            gate_up = ops.linear(ops.rmsnorm(x, layer["ffn_norm"], self.config.norm_eps), layer["gate_up"])
+            return ops.linear(ops.swiglu(gate_up[:, :n], gate_up[:, n:]), layer["down"])
 
 
 def _check_weights(config: ModelConfig, weights: Mapping[str, torch.Tensor]) -> None:

@@ -131,6 +131,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _evaluate(session: _Session, request: dict[str, Any]) -> Outcome:
+    from profilers.nvtx import annotate
+
+    # One NVTX range per trial, "trial <kernel> <config>" (a no-op without a profiler attached).
+    with annotate("trial", "trial", detail=f"{request.get('kernel', '?')} {Config(request['config'])}"):
+        return _evaluate_trial(session, request)
+
+
+def _evaluate_trial(session: _Session, request: dict[str, Any]) -> Outcome:
     import torch
 
     from kernels.accuracy import compare, sqnr_db
