@@ -83,3 +83,43 @@ def save_records(db: str, records: list[TuningRecord]) -> int:
     Raises tuner.database.DatabaseError."""
     with open_database(db, create=True) as database:
         return database.put_many(records)
+
+
+def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name: str, out: str | None,
+               device: DeviceInfo, db: str, notes: list[str], interrupted: bool = False):
+    """Write the run directory of a tuning run (kind "autotune"): per problem the torch
+    baseline, default and tuned timings as measurements, and the whole search (trials,
+    failures, best) under "tuning". Returns its path."""
+    import sys
+
+    from .environment import collect_environment
+    from .profiling import device_peaks, measurement_row, peak_values
+    from .rundir import new_run_dir, skeleton, write_run
+
+    path = new_run_dir(out, f"autotune-{name}")
+    run = skeleton("autotune", name, ["infertune", *sys.argv[1:]], collect_environment().to_dict())
+    run["peaks"] = device_peaks(device, db)
+    run["variants"], run["baseline"] = ["torch", "default", "tuned"], "torch"
+    for r in results:
+        spec = specs[r.kernel]
+        flops, nbytes = spec.flops(r.problem), spec.bytes_moved(r.problem)
+        pf, pb = peak_values(run["peaks"], r.problem.dtype)
+        rows = []
+        for label, timing, config, source in (("torch", r.baseline, None, None),
+                                              ("default", r.default, r.default_config, "heuristic"),
+                                              ("tuned", r.best, r.best_config, "search")):
+            if timing is not None:
+                rows.append(measurement_row(label, spec, r.problem, timing, config, source, None, flops, nbytes, pf, pb))
+        base = rows[0] if rows and rows[0]["variant"] == "torch" else None
+        for row in rows:
+            row["speedup_vs_baseline"] = (base["timing"]["median_ms"] / row["timing"]["median_ms"]
+                                          if base and row["timing"]["median_ms"] > 0 else None)
+        run["measurements"] += rows
+    run["tuning"] = [r.to_dict() for r in results]
+    run["notes"] += notes + (["interrupted: the studies keep every measurement; rerun to continue"]
+                             if interrupted else [])
+    if any(r.interpreter for r in results):
+        run["notes"].append("Triton ran through its CPU interpreter: timings are CPU wall clock and say nothing "
+                            "about GPU speed")
+    write_run(path, run)
+    return path

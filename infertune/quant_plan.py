@@ -18,10 +18,10 @@ sensitivity). The plan it writes still names every layer. All-int8 and all-int4 
 measured first. Quantized weights are made once per (layer, scheme) and swapped into one
 model per trial (quantizing 135M parameters to int4 takes seconds; a swap takes nothing).
 
-Output (`--out DIR`, default `plans/<model>/`): `front.json` (every Pareto-optimal plan with
-its KL, perplexity, bytes and latency) and `plan.json`, the smallest front plan whose
-perplexity rises at most `--max-ppl-increase` over the float model's, which
-`infertune generate --plan plans/<model>/plan.json` loads.
+Output, in the run directory (`--out DIR`, default `runs/<time>-quant-plan-<model>/`):
+`front.json` (every Pareto-optimal plan with its KL, perplexity, bytes and latency),
+`plan.json`, the smallest front plan whose perplexity rises at most `--max-ppl-increase`
+over the float model's, which `infertune generate --plan DIR/plan.json` loads, and run.json.
 """
 
 from __future__ import annotations

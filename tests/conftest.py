@@ -8,6 +8,13 @@ import kernels  # noqa: F401  (sets TRITON_INTERPRET on a machine without CUDA b
 from kernels.device import current_device
 
 
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path_factory, monkeypatch):
+    # `autotune` and `profile` write a run directory by default (runs/ under the working
+    # directory): keep tests' runs out of the checkout.
+    monkeypatch.setenv("INFERTUNE_RUNS", str(tmp_path_factory.getbasetemp() / "runs"))
+
+
 @pytest.fixture
 def seed() -> int:
     """A fresh seed per test run (inputs are random every time); it is printed on failure."""

@@ -136,6 +136,9 @@ class TuneResult:
     retimed: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     interpreter: bool = False
+    # Every config run in the study, in run order: {"trial", "config", "state", "median_ms",
+    # "kind", "reason"}: what best-so-far curves, importances and failure tables are drawn from.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def speedup_over_default(self) -> float | None:
@@ -167,6 +170,7 @@ class TuneResult:
             "rejected_invalid": self.rejected_invalid, "answered_from_study": self.answered_from_study,
             "taken_elsewhere": self.taken_elsewhere,
             "retimed": self.retimed, "interrupted": self.interrupted, "interpreter": self.interpreter,
+            "history": self.history,
         }
 
 
@@ -536,6 +540,12 @@ def _retime(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTrial]
 
 def _summarize(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTrial], default: Config) -> None:
     result.trials_total = len(measured)
+    states = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "early-stopped", TrialState.FAIL: "failed"}
+    result.history = sorted(
+        ({"trial": t.user_attrs.get(_RUN_INDEX), "config": dict(Space.config_of(t.params)),
+          "state": states.get(t.state, str(t.state)), "median_ms": t.value,
+          "kind": t.user_attrs.get("kind"), "reason": t.user_attrs.get("reason")} for t in measured.values()),
+        key=lambda h: (h["trial"] is None, h["trial"] or 0))
     kinds = Counter(t.user_attrs.get("kind") for t in measured.values() if t.state == TrialState.FAIL)
     result.failures = dict(sorted(kinds.items()))
     result.failure_examples = [

@@ -9,7 +9,8 @@ import sys
 
 import typer
 
-from . import autotune_cmd, bench_cmd, check_cmd, db_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd, models_cmd, tuner_cmd
+from . import autotune_cmd, bench_cmd, calibrate_cmd, check_cmd, db_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd, models_cmd, profile_cmd, tuner_cmd
+from . import report_cmd
 from .common import click_exceptions
 
 app = typer.Typer(
@@ -25,10 +26,13 @@ app.command("check")(check_cmd.check)
 app.command("bench")(bench_cmd.bench)
 app.command("autotune")(autotune_cmd.autotune)
 app.command("generate")(generate_cmd.generate)
+app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("embed")(embed_cmd.embed)
 app.add_typer(tuner_cmd.app, name="tuner")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(profile_cmd.app, name="profile")
+app.command("report")(report_cmd.report)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         typer.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(2)
-    except click.Abort:
+    except (getattr(click, "Abort", None) or getattr(typer, "Abort", KeyboardInterrupt)):
         typer.echo("aborted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # `infertune ... | head`: the reader left; nothing more to say
+        sys.exit(0)
     sys.exit(code if isinstance(code, int) else 0)

@@ -23,7 +23,7 @@ from tuner.search import NoValidConfig, SearchOptions, TuneResult
 from tuner.search import Progress as TrialProgress
 from tuner.space import Space
 
-from ..autotune import autotune_problem, save_records, studies_storage
+from ..autotune import autotune_problem, save_records, studies_storage, tuning_run
 from ..model_autotune import model_problems, parse_sizes
 from ..problems import default_dtype
 from ..quant_autotune import is_joint
@@ -68,8 +68,8 @@ def autotune(
                                     "(quality loss vs weight bytes) and write the Pareto front and a chosen plan."),
     max_ppl_increase: str = typer.Option("2%", "--max-ppl-increase", help="With --quant-plan: the chosen plan's "
                                          "perplexity may exceed the float model's by this much (2% or 0.02)."),
-    out: str = typer.Option(None, "--out", help="With --quant-plan: directory of front.json and plan.json "
-                            "(default plans/<model>/)."),
+    out: str = typer.Option(None, "--out", help="Run directory of this tuning run (default runs/<time>-autotune-"
+                            "<name>/); --quant-plan writes front.json and plan.json there."),
     min_sqnr: float = typer.Option(None, "--min-sqnr", help="With --quant all or a list of schemes: pick the fastest "
                                    "scheme on the latency/SQNR Pareto front whose SQNR reaches this many dB."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -117,7 +117,7 @@ def autotune(
             raise UsageError("--record and --replay take one kernel and scheme, not --quant with several schemes")
         return tune_schemes(spec, shape, dtype, quant, opt, device, settings, trials=trials, sampler=sampler, seed=seed,
                             timeout=timeout, trial_timeout=trial_timeout, db=db, storage=storage, no_save=no_save,
-                            min_sqnr=min_sqnr, json_output=json_output)
+                            min_sqnr=min_sqnr, json_output=json_output, out=out)
     if min_sqnr is not None:
         raise UsageError("--min-sqnr picks among quantization schemes: give --quant all or a list such as int8,int4-g128")
     recording = None
@@ -171,12 +171,15 @@ def autotune(
             if result.interrupted:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
+        run_dir = _write_run(results, out, model or kernel, device, db, interrupted=True)
         _report(results, db, written=None, json_output=json_output, note="interrupted: every measurement is kept in "
-                f"the study ({storage}); run the same command again to continue" if storage else "interrupted")
+                f"the study ({storage}); run the same command again to continue" if storage else "interrupted",
+                run_dir=run_dir)
         raise typer.Exit(130) from None
     save = not no_save and replay is None
     written = save_records(db, records) if records and save else 0
-    _report(results, db, written=written if save else None, json_output=json_output, model=model)
+    run_dir = _write_run(results, out, model or kernel, device, db)
+    _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir)
     if record is not None:
         status.print(f"replay file written: {record}")
 
@@ -203,11 +206,18 @@ def _ratio(x: float | None) -> str:
     return f"{x:.2f}x" if x is not None else "-"
 
 
+def _write_run(results: list[TuneResult], out: str | None, name: str, device, db: str, interrupted: bool = False):
+    if not results:
+        return None
+    specs = {r.kernel: kernel_library.get(r.kernel) for r in results}
+    return tuning_run(results, specs, name=name, out=out, device=device, db=db, notes=[], interrupted=interrupted)
+
+
 def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None,
-            model: str | None = None) -> None:
+            model: str | None = None, run_dir=None) -> None:
     if json_output:
         print_json({"results": [r.to_dict() for r in results], "database": db, "records_written": written,
-                    "model": model, "interrupted": note is not None,
+                    "model": model, "interrupted": note is not None, "run_dir": str(run_dir) if run_dir else None,
                     "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
         return
     if model is not None:
@@ -238,6 +248,8 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
         console.print(f"database: {written} record(s) written to {db}")
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
+    if run_dir is not None:
+        console.print(f"run directory: {run_dir}")
 
 
 def _model_table(model: str, results: list[TuneResult]) -> None:

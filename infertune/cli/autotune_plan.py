@@ -47,11 +47,13 @@ def tune_plan(model: str, *, trials: int, seed: int, dtype: str | None, max_ppl_
 
     result, plan = search_plan(model, files.config, files.tensors, tokens, dtype=dtype, device=device.torch_device, trials=trials, seed=seed,
                                max_ppl_increase=limit, storage=storage, on_trial=progress)
-    folder = Path(out or Path("plans") / model)
-    folder.mkdir(parents=True, exist_ok=True)
+    from ..rundir import new_run_dir
+
+    folder = new_run_dir(out, f"quant-plan-{model}")
     (folder / "front.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if plan is not None:
         plan.save(folder / "plan.json")
+    _write_run(folder, model, result, plan is not None)
     if json_output:
         print_json({**result.to_dict(), "front_file": str(folder / "front.json"),
                     "plan_file": str(folder / "plan.json") if plan else None})
@@ -74,3 +76,15 @@ def tune_plan(model: str, *, trials: int, seed: int, dtype: str | None, max_ppl_
     if device.kind != "cuda":
         console.print("[yellow]no GPU: the search minimized quality loss and weight bytes only (decode latency "
                       "is an objective on a GPU)[/]")
+
+
+def _write_run(folder: Path, model: str, result, has_plan: bool) -> None:
+    import sys
+
+    from ..environment import collect_environment
+    from ..rundir import skeleton, write_run
+
+    run = skeleton("autotune", f"quant-plan-{model}", ["infertune", *sys.argv[1:]], collect_environment().to_dict())
+    run["tuning"] = [{"quant_plan": result.to_dict()}]
+    run["artifacts"] = ["front.json"] + (["plan.json"] if has_plan else [])
+    write_run(folder, run)

@@ -24,7 +24,7 @@ from .common import console, fmt_ms, print_json
 def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, quant: str, opt: list[str],
                  device: DeviceInfo, settings: Settings, *, trials: int, sampler: str, seed: int,
                  timeout: float | None, trial_timeout: float, db: str | None, storage: str | None, no_save: bool,
-                 min_sqnr: float | None, json_output: bool) -> None:
+                 min_sqnr: float | None, json_output: bool, out: str | None = None) -> None:
     from .autotune_cmd import status  # the progress console
 
     if spec.name not in LINEAR_KERNELS:
@@ -74,14 +74,36 @@ def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, 
                 "run the same command again to continue")
         raise typer.Exit(130) from None
     written = save_records(db, records) if records and not no_save else None
-    _report(results, db, written, json_output)
+    run_dir = _write_run(results, out, device, db)
+    _report(results, db, written, json_output, run_dir=run_dir)
     if min_sqnr is not None and any(r.chosen is None for r in results):
         raise typer.Exit(1)  # asked for a winner and there is none: say so in the exit status too
 
 
-def _report(results: list[QuantTuneResult], db: str, written: int | None, json_output: bool, note: str | None = None):
+def _write_run(results: list[QuantTuneResult], out: str | None, device: DeviceInfo, db: str):
+    """The run directory: each scheme's tuned result as the plain search writes it, and the
+    joint search (points, front, pick) under tuning[].quant_search."""
+    if not results:
+        return None
+    from ..autotune import tuning_run
+
+    per_scheme = [t for r in results for t in r.per_scheme.values()]
+    specs = {t.kernel: kernel_library.get(t.kernel) for t in per_scheme}
+    path = tuning_run(per_scheme, specs, name="quant-" + "x".join(str(v) for v in results[0].shape.values()),
+                      out=out, device=device, db=db, notes=[])
+    from ..rundir import read_run, write_run
+
+    run = read_run(path)
+    run["tuning"] = [{"quant_search": r.to_dict()} for r in results] + run["tuning"]
+    write_run(path, run)
+    return path
+
+
+def _report(results: list[QuantTuneResult], db: str, written: int | None, json_output: bool, note: str | None = None,
+            run_dir=None):
     if json_output:
         print_json({"quant_search": [r.to_dict() for r in results], "database": db, "records_written": written,
+                    "run_dir": str(run_dir) if run_dir else None,
                     "interrupted": note is not None,
                     "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
         return
@@ -124,3 +146,5 @@ def _report(results: list[QuantTuneResult], db: str, written: int | None, json_o
         console.print(f"database: {written} record(s) written to {db}")
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
+    if run_dir is not None:
+        console.print(f"run directory: {run_dir}")

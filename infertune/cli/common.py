@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from kernels.errors import KernelError
+from reports.runfile import RunDirError
 from runtime.errors import ModelError
 from tuner.database import DatabaseError
 
@@ -20,7 +21,7 @@ from ..settings import SettingError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-USER_ERRORS = (KernelError, UsageError, SettingError, DatabaseError, ModelError)
+USER_ERRORS = (KernelError, UsageError, SettingError, DatabaseError, ModelError, RunDirError)
 
 console = Console(highlight=False)
 

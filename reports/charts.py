@@ -1,0 +1,239 @@
+"""Plotly figures for the HTML report: roofline, tuning history / importances / parallel
+coordinates (optuna.visualization on an in-memory study rebuilt from the run's history),
+failures, quantization Pareto fronts, the telemetry timeline. Each builder returns
+(figure, None) or (None, why it does not fit)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .document import Chart, dtype_of, failure_counts
+from .load import Run
+
+THROTTLING = {"sw power cap", "hw slowdown", "sw thermal slowdown", "hw thermal slowdown", "hw power brake slowdown"}
+LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"l": 60, "r": 20, "t": 40, "b": 50}}
+
+
+def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
+    fig.update_layout(**{**LAYOUT, **extra})
+    fig.update_layout(title={"text": title, "font": {"size": 14}})
+    return fig
+
+
+def _run(runs: list[Run], label: str) -> Run:
+    return next(r for r in runs if r.label == label)
+
+
+def _tuning_entry(runs: list[Run], chart: Chart) -> dict[str, Any]:
+    n = 0
+    for r in runs:
+        for entry in r.data.get("tuning") or []:
+            n += 1
+            if n == chart.args["index"]:
+                return entry
+    raise KeyError(chart.args["index"])
+
+
+def build(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
+    fn = {"roofline": roofline, "history": history, "importance": importance, "parallel": parallel,
+          "failures": failures, "quant_search": quant_search, "quant_plan": quant_plan,
+          "telemetry": telemetry}[chart.kind]
+    try:
+        return fn(chart, runs)
+    except (ValueError, RuntimeError, ZeroDivisionError, KeyError, TypeError) as exc:
+        return None, f"could not draw this chart: {type(exc).__name__}: {exc}"[:300]
+
+
+# --------------------------------------------------------------------------- roofline
+
+
+def roofline(chart: Chart, runs: list[Run]):
+    fig = go.Figure()
+    xs_all: list[float] = []
+    ys_all: list[float] = []
+    for label in chart.args["runs"]:
+        r = _run(runs, label)
+        rows = [m for m in r.data["measurements"] if m.get("arithmetic_intensity") and m.get("tflops")]
+        for m in rows:
+            x, y = m["arithmetic_intensity"], m["tflops"] * 1e12
+            xs_all.append(x)
+            ys_all.append(y)
+            fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", marker={"size": 11},
+                                     name=f"{label}: {m['variant']} ({m['kernel']} {m['problem']})",
+                                     hovertemplate="AI %{x:.3g} FLOP/B<br>%{y:.3g} FLOP/s<extra>%{fullData.name}"
+                                                   "</extra>"))
+    if not xs_all:
+        return None, "no measurement has an arithmetic intensity and a FLOP rate"
+    notes = []
+    lo, hi = min(xs_all) / 10, max(xs_all) * 10
+    for label in chart.args["runs"]:
+        r = _run(runs, label)
+        peaks = r.data.get("peaks")
+        if not peaks:
+            continue
+        source = peaks.get("source", "?")
+        bw = peaks.get("bandwidth_gbps")
+        dtypes = {dtype_of(m["problem"]) for m in r.data["measurements"]}
+        roofs = {d: v for d, v in (peaks.get("tflops") or {}).items() if d in dtypes} or (peaks.get("tflops") or {})
+        for dtype, tf in roofs.items():
+            flops = tf * 1e12
+            if bw:
+                knee = flops / (bw * 1e9)
+                lo, hi = min(lo, knee / 10), max(hi, knee * 10)
+                xs = [lo, knee, hi]
+                ys = [bw * 1e9 * lo, flops, flops]
+            else:
+                xs, ys = [lo, hi], [flops, flops]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"dash": "dash"},
+                                     name=f"{label}: {dtype} ceiling, {tf:g} TFLOP/s, {bw or '?'} GB/s ({source})"))
+        notes.append(source)
+    title = "Roofline" + (f" (ceilings: {', '.join(sorted(set(notes)))})" if notes
+                          else " (no ceilings known: run `infertune calibrate`)")
+    fig.update_xaxes(type="log", title="arithmetic intensity (FLOP/byte)")
+    fig.update_yaxes(type="log", title="achieved FLOP/s")
+    return _layout(fig, title, height=460, legend={"font": {"size": 10}}), None
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def study_from_history(history: list[dict[str, Any]]):
+    """An in-memory optuna study holding the completed trials (value: median ms, minimized),
+    each parameter a CategoricalDistribution of the values seen."""
+    import optuna
+
+    done = [h for h in history if h.get("state") == "complete" and h.get("median_ms") is not None]
+    choices: dict[str, list[Any]] = {}
+    for h in done:
+        for k, v in (h.get("config") or {}).items():
+            if v not in choices.setdefault(k, []):
+                choices[k].append(v)
+    dists = {k: optuna.distributions.CategoricalDistribution(sorted(v, key=str)) for k, v in choices.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize")
+    for h in done:
+        params = dict(h.get("config") or {})
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
+                                                  value=float(h["median_ms"])))
+    return study, dists, done
+
+
+def history(chart: Chart, runs: list[Run]):
+    import optuna.visualization as vis
+
+    study, _dists, done = study_from_history(_tuning_entry(runs, chart).get("history") or [])
+    if not done:
+        return None, "no trial completed: nothing to plot"
+    fig = vis.plot_optimization_history(study, target_name="median ms")
+    return _layout(fig, chart.title), None
+
+
+def importance(chart: Chart, runs: list[Run]):
+    import optuna.visualization as vis
+
+    study, dists, done = study_from_history(_tuning_entry(runs, chart).get("history") or [])
+    varied = [k for k, d in dists.items() if len(d.choices) > 1]
+    if len(done) < 2:
+        return None, f"parameter importances need at least 2 completed trials ({len(done)} here)"
+    if not varied:
+        return None, "parameter importances need a parameter that took more than one value in the completed trials"
+    fig = vis.plot_param_importances(study, params=varied, target_name="median ms")
+    return _layout(fig, chart.title), None
+
+
+def parallel(chart: Chart, runs: list[Run]):
+    import optuna.visualization as vis
+
+    study, dists, done = study_from_history(_tuning_entry(runs, chart).get("history") or [])
+    varied = [k for k, d in dists.items() if len(d.choices) > 1]
+    if len(done) < 2 or not varied:
+        return None, "a parallel-coordinate view needs 2 completed trials and a parameter that varied"
+    fig = vis.plot_parallel_coordinate(study, params=varied, target_name="median ms")
+    return _layout(fig, chart.title), None
+
+
+def failures(chart: Chart, runs: list[Run]):
+    counts = failure_counts(_tuning_entry(runs, chart))
+    if not counts:
+        return None, "no failures"
+    labels = [f"{s} / {k}" for s, k in counts]
+    fig = go.Figure(go.Bar(x=labels, y=[c for c, _ in counts.values()],
+                           hovertext=[ex for _, ex in counts.values()]))
+    fig.update_yaxes(title="trials")
+    return _layout(fig, chart.title), None
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def quant_search(chart: Chart, runs: list[Run]):
+    q = _tuning_entry(runs, chart)["quant_search"]
+    points = [p for p in q.get("points") or [] if p.get("latency") and p.get("sqnr_db") is not None]
+    if not points:
+        return None, "no scheme has both a latency and an SQNR"
+    fig = go.Figure()
+    for on in (True, False):
+        pts = [p for p in points if bool(p.get("on_front")) == on]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p["latency"]["median_ms"] for p in pts], y=[p["sqnr_db"] for p in pts],
+                                     text=[p["scheme"] for p in pts], mode="markers+text", textposition="top center",
+                                     marker={"size": 12, "symbol": "circle" if on else "x"},
+                                     name="on the Pareto front" if on else "dominated"))
+    front = sorted((p for p in points if p.get("on_front")), key=lambda p: p["latency"]["median_ms"])
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=[p["latency"]["median_ms"] for p in front], y=[p["sqnr_db"] for p in front],
+                                 mode="lines", line={"dash": "dot"}, name="front", showlegend=False))
+    fig.update_xaxes(title="latency p50 (ms)")
+    fig.update_yaxes(title="SQNR (dB)")
+    return _layout(fig, chart.title), None
+
+
+def quant_plan(chart: Chart, runs: list[Run]):
+    q = _tuning_entry(runs, chart)["quant_plan"]
+    front = [p for p in q.get("front") or [] if p.get("kl") is not None and p.get("bytes") is not None]
+    if not front:
+        return None, "the plan search left no front"
+    chosen = (q.get("chosen") or {}).get("trial")
+    front.sort(key=lambda p: p["bytes"])
+    fig = go.Figure(go.Scatter(x=[p["bytes"] / 2**20 for p in front], y=[p["kl"] for p in front],
+                               mode="lines+markers", text=[f"trial {p.get('trial')}" for p in front],
+                               marker={"size": [14 if p.get("trial") == chosen else 8 for p in front]},
+                               name="Pareto front"))
+    fig.update_xaxes(title="linear weights (MiB)")
+    fig.update_yaxes(title="KL vs float", type="log" if all(p["kl"] > 0 for p in front) else "linear")
+    return _layout(fig, chart.title), None
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+def telemetry(chart: Chart, runs: list[Run]):
+    from plotly.subplots import make_subplots
+
+    r = _run(runs, chart.args["run"])
+    rows = [s for s in r.samples if isinstance(s.get("t_s"), float)]
+    if not rows:
+        return None, "no telemetry samples"
+    panels = [("clocks (MHz)", ["sm_clock_mhz", "mem_clock_mhz"]), ("power (W)", ["power_w"]),
+              ("temperature (°C)", ["temperature_c"])]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[p[0] for p in panels])
+    t = [s["t_s"] for s in rows]
+    for i, (_title, metrics) in enumerate(panels, start=1):
+        for metric in metrics:
+            ys = [s.get(metric) if isinstance(s.get(metric), float) and not math.isnan(s[metric]) else None
+                  for s in rows]
+            if any(y is not None for y in ys):
+                fig.add_trace(go.Scatter(x=t, y=ys, mode="lines", name=metric), row=i, col=1)
+    throttled = [s for s in rows if THROTTLING.intersection(s.get("reasons") or [])]
+    if throttled:
+        fig.add_trace(go.Scatter(x=[s["t_s"] for s in throttled],
+                                 y=[s.get("sm_clock_mhz") if isinstance(s.get("sm_clock_mhz"), float) else 0
+                                    for s in throttled],
+                                 mode="markers", marker={"symbol": "x", "size": 9, "color": "#c0392b"},
+                                 name="throttled", text=[", ".join(s["reasons"]) for s in throttled]), row=1, col=1)
+    fig.update_xaxes(title="seconds", row=3, col=1)
+    return _layout(fig, chart.title, height=560), None

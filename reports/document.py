@@ -1,0 +1,488 @@
+"""The report as data: sections of tables, notes, charts and links, built once from the runs
+and rendered by reports.html, reports.markdown and reports.terminal (so every format shows the
+same tables). Cells are plain strings; renderers escape them."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import compare
+from .load import Run
+
+INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (Triton kernels through its CPU interpreter): they are "
+                       "CPU wall clock and say nothing about GPU speed.")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    flags: list[str] | None = None  # per row: "" / "regression" / "improvement" (styling only)
+
+
+@dataclass
+class Note:
+    text: str
+    level: str = "info"  # "info" / "warning"
+
+
+@dataclass
+class Chart:
+    id: str
+    title: str
+    kind: str  # what reports.charts builds: roofline / history / importance / parallel / failures / ...
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Links:
+    title: str
+    items: list[tuple[str, str, bool]]  # (text, target path, exists)
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    runs: list[Run]
+    sections: list[Section]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1.0:
+        return f"{value * 1000:.3g} µs"
+    if value < 1000.0:
+        return f"{value:.3g} ms" if value < 100 else f"{value:.1f} ms"
+    return f"{value / 1000:.2f} s"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def signed_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.2f}"
+
+
+def config_text(config: Any) -> str:
+    if not config:
+        return "-"
+    if isinstance(config, dict):
+        return ",".join(f"{k}={v}" for k, v in config.items())
+    return str(config)
+
+
+def dtype_of(problem: str) -> str | None:
+    parts = problem.split("|")
+    return parts[1] if len(parts) > 1 else None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _environment(runs: list[Run]) -> Section:
+    sec = Section("environment", "Environment")
+    cols = ["", *[r.label for r in runs]]
+
+    def row(name, fn):
+        return [name, *[fn(r) for r in runs]]
+
+    def env(r, key):
+        return num(r.data["environment"].get(key))
+
+    def clocks(r: Run) -> str:
+        tel = r.data.get("telemetry") or {}
+        summary = tel.get("summary") or {}
+        sm = (summary.get("metrics") or {}).get("sm_clock_mhz")
+        if not tel.get("available") or not sm:
+            return "not recorded (profile with --telemetry)"
+        flags = ", ".join(summary.get("flags") or []) or "steady"
+        return f"SM {sm['min']:.0f}-{sm['max']:.0f} MHz ({flags})"
+
+    def timing(r: Run) -> str:
+        rows = r.data.get("measurements") or []
+        if not rows:
+            return "-"
+        t = rows[0]["timing"]
+        return t.get("method", "-") + (", L2 flushed" if t.get("l2_flushed") else "")
+
+    def peaks(r: Run) -> str:
+        p = r.data.get("peaks")
+        if not p:
+            return "none (run `infertune calibrate`)"
+        return f"{p.get('source', '?')}: {num(p.get('bandwidth_gbps'))} GB/s, " + ", ".join(
+            f"{k} {num(v)} TFLOP/s" for k, v in (p.get("tflops") or {}).items())
+
+    rows = [
+        row("kind", lambda r: r.kind),
+        row("name", lambda r: r.data["name"]),
+        row("created", lambda r: r.data["created"]),
+        row("device", lambda r: r.device.get("label") or r.device.get("name", "-")),
+        row("driver", lambda r: env(r, "driver")),
+        row("CUDA runtime", lambda r: env(r, "cuda_runtime")),
+        row("torch", lambda r: env(r, "torch")),
+        row("triton", lambda r: env(r, "triton")),
+        row("optuna", lambda r: env(r, "optuna")),
+        row("python", lambda r: env(r, "python")),
+        row("clock state", clocks),
+        row("timing", timing),
+        row("peaks", peaks),
+        row("command", lambda r: " ".join(r.data.get("command") or [])),
+    ]
+    for r in runs:
+        if r.interpreter:
+            sec.blocks.append(Note(f"{r.label}: {INTERPRETER_WARNING}", "warning"))
+    sec.blocks.append(Table("Runs", cols, rows))
+    return sec
+
+
+def _accuracy(acc: dict[str, Any] | None) -> str:
+    if not acc:
+        return "-"
+    text = "ok" if acc.get("ok") else "WRONG"
+    if acc.get("sqnr_db") is not None:
+        text += f" (SQNR {acc['sqnr_db']:.1f} dB)"
+    return text
+
+
+def _kernels(runs: list[Run]) -> Section | None:
+    with_rows = [r for r in runs if r.data.get("measurements")]
+    if not with_rows:
+        return None
+    sec = Section("kernels", "Kernels")
+    for r in with_rows:
+        base = r.data.get("baseline")
+        cols = ["variant", "kernel", "problem", "p50", "p10", "p90", "TFLOP/s", "GB/s", "% peak FLOP/s",
+                "% peak GB/s", "bound", f"speedup vs {base}" if base else "speedup", "config", "accuracy"]
+        rows = []
+        for m in r.data["measurements"]:
+            t = m["timing"]
+            cfg = m.get("config") or "-"
+            if m.get("config_source"):
+                cfg = f"{cfg} ({m['config_source']})"
+            speed = m.get("speedup_vs_baseline")
+            rows.append([m["variant"], m["kernel"], m["problem"], ms(t["median_ms"]), ms(t["p10_ms"]),
+                         ms(t["p90_ms"]), num(m.get("tflops")), num(m.get("gbps")), pct(m.get("pct_peak_flops")),
+                         pct(m.get("pct_peak_bandwidth")), m.get("bound", "-"),
+                         f"{speed:.2f}x" if speed else "-", cfg, _accuracy(m.get("accuracy"))])
+        sec.blocks.append(Table(f"{r.label}: {r.device.get('label', '')}", cols, rows))
+    sec.blocks.append(Chart("roofline", "Roofline", "roofline", {"runs": [r.label for r in with_rows]}))
+    if not any(r.data.get("peaks") for r in with_rows):
+        sec.blocks.append(Note("No device ceilings are known for these runs (run `infertune calibrate` to measure "
+                               "them): the roofline shows the points only."))
+    return sec
+
+
+def _tuning(runs: list[Run]) -> Section | None:
+    with_tuning = [r for r in runs if r.data.get("tuning")]
+    if not with_tuning:
+        return None
+    sec = Section("tuning", "Tuning")
+    n = 0
+    for r in with_tuning:
+        for entry in r.data["tuning"]:
+            n += 1
+            if "quant_search" in entry:
+                sec.blocks += _quant_search(r, entry["quant_search"], n)
+            elif "quant_plan" in entry:
+                sec.blocks += _quant_plan(r, entry["quant_plan"], n)
+            else:
+                sec.blocks += _tune_result(r, entry, n)
+    return sec
+
+
+def _tune_result(r: Run, t: dict[str, Any], n: int) -> list[Any]:
+    best, default, baseline = t.get("best") or {}, t.get("default") or {}, t.get("baseline") or {}
+    title = f"{r.label}: {t.get('kernel')} {t.get('problem')}"
+    speed_b = t.get("speedup_over_baseline")
+    speed_d = t.get("speedup_over_default")
+    rows = [
+        ["study", num(t.get("study"))], ["sampler", num(t.get("sampler"))],
+        ["trials run / total", f"{num(t.get('trials_run'))} / {num(t.get('trials_total'))}"],
+        ["trials to best", num(t.get("trials_to_best"))],
+        ["valid configs / space", f"{num(t.get('valid_configs'))} / {num(t.get('space_size'))}"],
+        ["best config", config_text(t.get("best_config"))],
+        ["best p50 [p10, p90]", _interval(best)], ["default p50 [p10, p90]", _interval(default)],
+        [f"baseline ({t.get('baseline_name') or '-'}) p50", _interval(baseline)],
+        ["speedup over default", f"{speed_d:.2f}x" if speed_d else "-"],
+        ["speedup over baseline", f"{speed_b:.2f}x" if speed_b else "-"],
+        ["rejected before compiling", num(t.get("rejected_invalid"))],
+        ["interrupted", num(t.get("interrupted"))],
+    ]
+    blocks: list[Any] = [Table(title, ["", "value"], rows)]
+    history = t.get("history") or []
+    if history:
+        blocks.append(Chart(f"history-{n}", f"{title}: best so far against trial", "history",
+                            {"run": r.label, "index": n}))
+        blocks.append(Chart(f"importance-{n}", f"{title}: parameter importances", "importance",
+                            {"run": r.label, "index": n}))
+        blocks.append(Chart(f"parallel-{n}", f"{title}: parallel coordinates", "parallel",
+                            {"run": r.label, "index": n}))
+    failures = failure_counts(t)
+    if not history and not t.get("trials_run"):
+        blocks.append(Note(f"{title}: no trial history in this entry (the scheme's summary of a joint search)."))
+    elif failures:
+        blocks.append(Table(f"{title}: failures by reason", ["state", "kind", "count", "example"],
+                            [[s, k, str(c), ex] for (s, k), (c, ex) in failures.items()]))
+        blocks.append(Chart(f"failures-{n}", f"{title}: failures by reason", "failures",
+                            {"run": r.label, "index": n}))
+    else:
+        blocks.append(Note(f"{title}: no failed or stopped trials."))
+    return blocks
+
+
+def failure_counts(t: dict[str, Any]) -> dict[tuple[str, str], tuple[int, str]]:
+    """(state, kind) -> (count, an example reason) over the trials that did not complete."""
+    counts: Counter = Counter()
+    examples: dict[tuple[str, str], str] = {}
+    for h in t.get("history") or []:
+        if h.get("state") == "complete":
+            continue
+        key = (str(h.get("state") or "-"), str(h.get("kind") or "-"))
+        counts[key] += 1
+        examples.setdefault(key, str(h.get("reason") or "-"))
+    if not counts:
+        for kind, count in (t.get("failures") or {}).items():
+            counts[("failed", str(kind))] += int(count)
+            examples.setdefault(("failed", str(kind)), "-")
+    return {k: (counts[k], examples[k]) for k in sorted(counts)}
+
+
+def _interval(t: dict[str, Any]) -> str:
+    if not t or t.get("median_ms") is None:
+        return "-"
+    return f"{ms(t['median_ms'])} [{ms(t.get('p10_ms'))}, {ms(t.get('p90_ms'))}]"
+
+
+def _quant_search(r: Run, q: dict[str, Any], n: int) -> list[Any]:
+    title = f"{r.label}: quantization search {config_text(q.get('shape'))} {q.get('dtype', '')}"
+    cols = ["scheme", "kernel", "config", "p50 [p10, p90]", "SQNR dB", "speedup vs baseline", "trials", "on front",
+            "chosen"]
+    rows = []
+    for p in q.get("points") or []:
+        sp = p.get("speedup_over_baseline")
+        rows.append([p["scheme"], p.get("kernel", "-"), config_text(p.get("config")), _interval(p.get("latency")),
+                     num(p.get("sqnr_db")), f"{sp:.2f}x" if sp else "-", num(p.get("trials")),
+                     "yes" if p.get("on_front") else "", "yes" if q.get("chosen") == p["scheme"] else ""])
+    blocks: list[Any] = [Table(title, cols, rows)]
+    blocks.append(Note(f"Pareto front (latency, SQNR): {', '.join(q.get('front') or []) or '-'}; "
+                       f"min SQNR {num(q.get('min_sqnr_db'))} dB; chosen: {q.get('chosen') or '-'}"))
+    blocks.append(Chart(f"pareto-{n}", f"{title}: latency against SQNR", "quant_search",
+                        {"run": r.label, "index": n}))
+    return blocks
+
+
+def _quant_plan(r: Run, q: dict[str, Any], n: int) -> list[Any]:
+    title = f"{r.label}: quantization plans for {q.get('model')}"
+    chosen = (q.get("chosen") or {}).get("trial")
+    cols = ["trial", "KL", "ppl", "ppl +%", "MiB", "decode ms", "chosen"]
+    rows = [[num(p.get("trial")), num(p.get("kl"), 4), num(p.get("ppl"), 5), signed_pct(100 * p["ppl_increase"])
+             if p.get("ppl_increase") is not None else "-", mib(p.get("bytes")), num(p.get("decode_ms")),
+             "yes" if chosen is not None and p.get("trial") == chosen else ""] for p in q.get("front") or []]
+    blocks: list[Any] = [Table(title + " (Pareto front)", cols, rows)]
+    blocks.append(Note(f"{q.get('trials')} trials; float perplexity {num(q.get('float_ppl'), 5)}, linear weights "
+                       f"{mib(q.get('float_bytes'))} MiB; limit +{100 * (q.get('max_ppl_increase') or 0):g}% "
+                       f"perplexity; objectives: {', '.join(q.get('objectives') or []) or '-'}"))
+    blocks.append(Chart(f"plan-{n}", f"{title}: KL against MiB", "quant_plan", {"run": r.label, "index": n}))
+    return blocks
+
+
+def _models(runs: list[Run]) -> Section | None:
+    with_rows = [r for r in runs if r.data.get("models")]
+    if not with_rows:
+        return None
+    sec = Section("models", "Models")
+    for r in with_rows:
+        base_variant = r.data.get("baseline")
+        base = {m["batch"]: m for m in r.data["models"] if m["variant"] == base_variant}
+        cols = ["variant", "model", "batch", "prompt", "gen", "prefill tok/s", "decode tok/s", "ms/token",
+                f"decode vs {base_variant}", "weights MiB", "peak memory MiB", "ppl", "KL vs float"]
+        rows = []
+        for m in r.data["models"]:
+            b = base.get(m["batch"])
+            vs = m["decode_tokens_per_s"] / b["decode_tokens_per_s"] if b and b["decode_tokens_per_s"] else None
+            q = m.get("quality") or {}
+            rows.append([m["variant"], m["model"], str(m["batch"]), str(m["prompt_len"]), str(m["gen"]),
+                         num(m["prefill_tokens_per_s"]), num(m["decode_tokens_per_s"]), num(m.get("ms_per_token")),
+                         f"{vs:.2f}x" if vs else "-", mib(m.get("weight_bytes")), mib(m.get("peak_memory_bytes")),
+                         num(q.get("ppl"), 5), num(q.get("kl_vs_float"), 4)])
+        sec.blocks.append(Table(f"{r.label}: {r.device.get('label', '')}", cols, rows))
+    return sec
+
+
+def _telemetry(runs: list[Run]) -> Section:
+    sec = Section("telemetry", "Telemetry")
+    for r in runs:
+        tel = r.data.get("telemetry") or {}
+        if not tel.get("available"):
+            sec.blocks.append(Note(f"{r.label}: no telemetry ({tel.get('reason') or 'unavailable'})."))
+            continue
+        s = tel.get("summary") or {}
+        rows = [[k, num(v.get("min")), num(v.get("median")), num(v.get("max"))]
+                for k, v in (s.get("metrics") or {}).items()]
+        sec.blocks.append(Table(f"{r.label}: telemetry over {num(s.get('duration_s'))} s, {num(s.get('samples'))} "
+                                f"samples", ["metric", "min", "median", "max"], rows))
+        sec.blocks.append(Note(f"{r.label}: energy {num(s.get('energy_j'))} J ({s.get('energy_method') or '-'}); "
+                               f"flags: {', '.join(s.get('flags') or []) or 'none'}; reasons seen: "
+                               f"{', '.join(s.get('reasons_seen') or []) or 'none'}",
+                               "warning" if s.get("flags") else "info"))
+        for note in s.get("notes") or []:
+            sec.blocks.append(Note(f"{r.label}: {note}"))
+        if r.samples:
+            sec.blocks.append(Chart(f"telemetry-{r.label}", f"{r.label}: clocks, power and temperature", "telemetry",
+                                    {"run": r.label}))
+    return sec
+
+
+def _profilers(runs: list[Run]) -> Section:
+    sec = Section("profilers", "Nsight Compute, Nsight Systems, torch.profiler")
+    for r in runs:
+        profs = r.data.get("profilers") or {}
+        if not profs:
+            sec.blocks.append(Note(f"{r.label}: no profiler ran (profile with --nsys / --ncu / --torch-trace)."))
+            continue
+        sec.blocks.append(Table(f"{r.label}: tools", ["tool", "status", "reason"],
+                                [[k, v.get("status", "-"), v.get("reason") or "-"] for k, v in profs.items()]))
+        ncu = profs.get("ncu") or {}
+        if ncu.get("launches"):
+            rows = [[num(x.get("id")), x.get("kernel", "-"), ms((x.get("duration_ns") or 0) / 1e6)
+                     if x.get("duration_ns") is not None else "-", pct(x.get("sm_throughput_pct")),
+                     pct(x.get("memory_throughput_pct")), mib(x.get("dram_bytes")),
+                     pct(x.get("achieved_occupancy_pct")), num(x.get("registers_per_thread")),
+                     "x".join(str(v) for v in x.get("grid") or []) or "-",
+                     "x".join(str(v) for v in x.get("block") or []) or "-"] for x in ncu["launches"]]
+            sec.blocks.append(Table(f"{r.label}: ncu launches", ["id", "kernel", "duration", "SM %", "memory %",
+                                                                 "DRAM MiB", "occupancy", "regs", "grid", "block"],
+                                    rows))
+        nsys = profs.get("nsys") or {}
+        if nsys.get("kernels"):
+            rows = [[k["name"], num(k.get("instances")), ms(k["total_ns"] / 1e6), _ns(k.get("avg_ns")),
+                     _ns(k.get("med_ns")), pct(k.get("time_pct"))] for k in nsys["kernels"]]
+            sec.blocks.append(Table(f"{r.label}: nsys GPU kernels", ["kernel", "instances", "total", "avg", "median",
+                                                                     "time %"], rows))
+        if nsys.get("overhead"):
+            rows = [[f"{o['domain']}:{o['range']}" if o.get("domain") else o["range"], num(o.get("instances")),
+                     _ns(o.get("range_ns")), _ns(o.get("gpu_ns")), _ns(o.get("overhead_ns")),
+                     _ns(o.get("overhead_per_instance_ns")), o.get("source") or "-"] for o in nsys["overhead"]]
+            sec.blocks.append(Table(f"{r.label}: nsys NVTX ranges and launch overhead",
+                                    ["range", "instances", "CPU time", "GPU time", "overhead", "overhead / instance",
+                                     "source"], rows))
+    return sec
+
+
+def _ns(value: float | None) -> str:
+    return "-" if value is None else ms(value / 1e6)
+
+
+def _comparison(runs: list[Run]) -> Section | None:
+    if len(runs) < 2:
+        return None
+    sec = Section("comparison", "Comparison")
+    sec.blocks.append(Note(f"Rule: {compare.RULE} given that has such rows."))
+    blocks = []
+    k_runs = [r for r in runs if r.data.get("measurements")]
+    kernels = compare.match_kernels([r.data for r in k_runs]) if len(k_runs) > 1 else []
+    if kernels:
+        cols = ["kind", "kernel", "problem", "variant", f"{k_runs[0].label} p50 [p10, p90] (reference)"]
+        for r in k_runs[1:]:
+            cols += [f"{r.label} p50 [p10, p90]", f"{r.label} change"]
+        rows, flags = [], []
+        for m in kernels:
+            row = list(m.key) + [_interval(m.rows[0]["timing"]) if m.rows[0] else "-"]
+            for other, ch in zip(m.rows[1:], m.changes):
+                row += [_interval(other["timing"]) if other else "-", _change_text(ch)]
+            rows.append(row)
+            flags.append(_worst(m.changes))
+        blocks.append(Table("Kernels side by side", cols, rows, flags))
+    m_runs = [r for r in runs if r.data.get("models")]
+    models = compare.match_models([r.data for r in m_runs]) if len(m_runs) > 1 else []
+    if models:
+        cols = ["model", "variant", "batch", f"{m_runs[0].label} decode tok/s (reference)"]
+        for r in m_runs[1:]:
+            cols += [f"{r.label} decode tok/s", f"{r.label} change"]
+        rows, flags = [], []
+        for m in models:
+            row = [m.key[0], m.key[1], str(m.key[2]), num(m.rows[0]["decode_tokens_per_s"]) if m.rows[0] else "-"]
+            for other, ch in zip(m.rows[1:], m.changes):
+                row += [num(other["decode_tokens_per_s"]) if other else "-", _change_text(ch)]
+            rows.append(row)
+            flags.append(_worst(m.changes))
+        blocks.append(Table("Models side by side", cols, rows, flags))
+    if not blocks:
+        blocks.append(Note("Nothing to compare: no two runs hold kernel rows, nor two hold model rows."))
+    sec.blocks += blocks
+    return sec
+
+
+def _worst(changes: list[compare.Change]) -> str:
+    statuses = {c.status for c in changes}
+    if compare.REGRESSION in statuses:
+        return compare.REGRESSION
+    return compare.IMPROVEMENT if compare.IMPROVEMENT in statuses else ""
+
+
+def _change_text(ch: compare.Change) -> str:
+    if ch.status == compare.MISSING:
+        return "missing"
+    mark = {"regression": "REGRESSION", "improvement": "IMPROVEMENT"}.get(ch.status, "within noise")
+    return f"{signed_pct(ch.pct)} {mark}"
+
+
+def _artifacts(runs: list[Run], base: Path | None) -> Section:
+    sec = Section("artifacts", "Raw artifacts")
+    for r in runs:
+        items = [("run.json", r.path / "run.json", True)] + r.artifacts()
+        links = []
+        for name, full, exists in items:
+            target = os.path.relpath(full.resolve(), base) if base is not None else str(full)
+            links.append((f"{r.label}/{name}", target, exists))
+        sec.blocks.append(Links(r.label, links))
+        for note in r.data.get("notes") or []:
+            sec.blocks.append(Note(f"{r.label}: {note}", "warning" if "interpreter" in note or "synthetic" in note
+                                   else "info"))
+    return sec
+
+
+def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
+    """The report of `runs` (the first is the comparison's reference). Links are relative to
+    `link_base` (the report's folder) when given."""
+    sections = [_environment(runs), _comparison(runs), _kernels(runs), _tuning(runs), _models(runs),
+                _telemetry(runs), _profilers(runs), _artifacts(runs, link_base)]
+    title = "infertune report: " + ", ".join(r.label for r in runs)
+    return Document(title, runs, [s for s in sections if s is not None])

@@ -1,0 +1,38 @@
+"""The terminal summary (no -o): the report's tables and notes printed with rich; charts are
+left to the HTML report. Strings from run files are printed as text, never as rich markup."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from .document import Chart, Document, Links, Note, Table
+
+
+def render(doc: Document, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(Text(doc.title, style="bold"))
+    charts = 0
+    for s in doc.sections:
+        console.rule(Text(s.title))
+        for b in s.blocks:
+            if isinstance(b, Table):
+                table = RichTable(title=Text(b.title), show_lines=False)
+                for c in b.columns:
+                    table.add_column(Text(c), overflow="fold")
+                flags = b.flags or [""] * len(b.rows)
+                for row, flag in zip(b.rows, flags):
+                    style = {"regression": "red", "improvement": "green"}.get(flag)
+                    table.add_row(*[Text(c) for c in row], style=style)
+                console.print(table)
+            elif isinstance(b, Note):
+                console.print(Text(b.text, style="yellow" if b.level == "warning" else "dim"))
+            elif isinstance(b, Links):
+                for text, target, exists in b.items:
+                    console.print(Text(f"{text}: {target}" + ("" if exists else " (missing)")))
+            elif isinstance(b, Chart):
+                charts += 1
+    if charts:
+        console.print(Text(f"{charts} chart(s) are in the HTML report: infertune report RUN_DIR ... -o report.html",
+                           style="dim"))
