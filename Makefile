@@ -40,16 +40,11 @@ $(MODELS_STAMP): $(STAMP)
 
 models: $(MODELS_STAMP)
 
+# The main job end to end on this machine's device (infertune/demo.py): tune the built-in
+# decoder's kernels, generate with and without the tuned database, an embedding job, a
+# kernel profile, and runs/demo/report.html. Without a GPU: small sizes, CPU figures.
 demo: $(STAMP) $(MODELS_STAMP)
-	$(VENV)/bin/infertune env
-	$(VENV)/bin/infertune kernels
-	$(VENV)/bin/infertune check
-	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
-	  $(VENV)/bin/infertune bench matmul_w8a16 --shape 16x4096x4096 --dtype bf16; \
-	else \
-	  echo "(no GPU: the bench runs a small shape through the Triton interpreter)"; \
-	  $(VENV)/bin/infertune bench matmul_w8a16 --shape 16x1024x1024 --dtype bf16; \
-	fi
+	$(VENV)/bin/infertune demo --out runs/demo
 
 test: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)

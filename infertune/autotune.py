@@ -12,7 +12,7 @@ from tuner.database import open_database
 from tuner.record import TuningRecord
 from tuner.replay import Recording, RecordingEvaluator, ReplayEvaluator
 from tuner.search import Progress, SearchOptions, TuneResult, to_record, tune
-from tuner.worker import TimingPolicy, WorkerEvaluator
+from tuner.worker import TimingPolicy, Worker, WorkerEvaluator
 
 from .settings import Settings
 
@@ -40,7 +40,8 @@ def timing_policy(settings: Settings, device: DeviceInfo, *, cuda_graph: bool = 
 def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, storage: str | None,
                      options: SearchOptions, trial_timeout_s: float, settings: Settings,
                      on_trial: Callable[[Progress], None] | None = None, record_to: str | None = None,
-                     replay: Recording | None = None, cuda_graph: bool = False) -> tuple[TuneResult, TuningRecord | None]:
+                     replay: Recording | None = None, cuda_graph: bool = False,
+                     worker: Worker | None = None) -> tuple[TuneResult, TuningRecord | None]:
     """Search one problem in a fresh worker; returns the result and its database record
     (None when no config passed, or when the search was interrupted: a partial search is
     not a tuned result, though every measurement stays in the study).
@@ -48,6 +49,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
     record_to: also write every measured config to this replay file (use the grid sampler
         and an in-memory study so that every valid config is measured).
     replay: answer trials from this recording instead of running kernels; no record is made.
+    worker: a tuner.worker.Worker to run in (kept open for the caller's next problem);
+        None starts one for this problem and closes it after.
     cuda_graph: time CUDA-graph replays (raises ValueError "CUDA-graph timing needs a GPU"
         on a device that is not CUDA).
     options.compile_workers: > 0 compiles proposals ahead of time in that many extra workers
@@ -62,6 +65,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
     evaluator = WorkerEvaluator(spec.name, problem, seed=options.seed,
                                 policy=timing_policy(settings, device, cuda_graph=cuda_graph),
                                 trial_timeout_s=trial_timeout_s)
+    if worker is not None:  # a worker shared across problems (model tuning): started once, ~2-5 s saved each
+        evaluator.worker = worker
     runner = RecordingEvaluator(evaluator, spec, problem, device) if record_to else evaluator
     pool = evaluator.compile_pool(options.compile_workers, interpreter=device.interpreter) \
         if options.compile_workers > 0 else None
@@ -69,7 +74,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
         result = tune(spec, problem, device, runner, storage=storage, options=options, on_trial=on_trial,
                       compile_pool=pool)
     finally:
-        evaluator.close()
+        if worker is None:
+            evaluator.close()
         if pool is not None:
             pool.close()
     if record_to and not result.interrupted:

@@ -80,10 +80,10 @@ def device_peaks(device: DeviceInfo, db: str | None) -> dict[str, Any] | None:
     its datasheet figures (labelled "datasheet"), else None."""
     from profilers import peaks
 
-    path = peaks.peaks_path_for(db or Settings.from_env().db)
     try:
+        path = peaks.peaks_path_for(db or Settings.from_env().db)
         stored = peaks.Peaks.load(path) if Path(path).is_file() else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # a server database URL has no file beside it
         stored = None
     if stored is not None and stored.device_name == device.name:
         return stored.to_dict()
@@ -236,8 +236,11 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device.torch_device)
         loaded = load_model(name, variant, device, plan=plan)
-        if loaded.family != "llama":
-            raise UsageError(f"profile model runs decoders; {loaded.name} is an encoder (use `infertune embed`)")
+        if loaded.family == "bert":
+            rows += _profile_encoder(loaded, device, batches=batches, seq=prompt_len, db=db, annotate=annotate,
+                                     notes=notes)
+            del loaded
+            continue
         text_ids = loaded.tokenizer.encode(SAMPLE_TEXT, add_special_tokens=False) if loaded.tokenizer else None
         q = None
         if quality and text_ids is not None and len(text_ids) >= 64:
@@ -268,3 +271,45 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
                          "quality": q, "window": [started, time.perf_counter()]})
         del loaded
     return rows, notes
+
+
+def _profile_encoder(loaded, device: DeviceInfo, *, batches: list[int], seq: int, db: str | None, annotate,
+                     notes: list[str]) -> list[dict[str, Any]]:
+    """Embeddings/s per batch size: `batch` texts of `seq` tokens each (words of the built-in
+    text, cut to seq tokens with [CLS] and [SEP]); prefill_tokens_per_s is real tokens/s."""
+    from runtime.embed import EmbedSettings, embed_timed
+    from runtime.sample_text import SAMPLE_TEXT
+
+    from .inference import launch_configs
+
+    words = SAMPLE_TEXT.split()
+    rows = []
+    for batch in batches:
+        texts = [" ".join(words[(i * 7) % len(words):][:seq]) or "text" for i in range(batch)]
+        settings = EmbedSettings(max_length=seq, normalize=True)
+        scope = annotate(f"model {loaded.name} {loaded.variant} batch {batch}") if annotate else _null()
+        embed_timed(loaded.model, loaded.tokenizer, texts[:1], 1, settings=settings)  # warm-up
+        if device.kind == "cuda":
+            torch.cuda.reset_peak_memory_stats(device.torch_device)
+        started = time.perf_counter()
+        with launch_configs(loaded, device, db, batch=batch, seq=seq, gen=0) as report, scope:
+            _, timing = embed_timed(loaded.model, loaded.tokenizer, texts, batch, settings=settings)
+        if report.warning and report.warning not in notes:
+            notes.append(report.warning)
+        peak = int(torch.cuda.max_memory_allocated(device.torch_device)) if device.kind == "cuda" else None
+        rows.append({"variant": str(loaded.variant), "model": loaded.name, "batch": batch, "prompt_len": seq, "gen": 0,
+                     "prefill_tokens_per_s": timing.tokens / timing.seconds if timing.seconds > 0 else 0.0,
+                     "decode_tokens_per_s": 0.0, "ms_per_token": None,
+                     "embeddings_per_s": timing.embeddings_per_s, "prefill_seconds": timing.seconds,
+                     "weight_bytes": _encoder_bytes(loaded.model),
+                     "peak_memory_bytes": peak,
+                     "config_sources": report.summary.get("by_source") if report.summary else None,
+                     "quality": None, "window": [started, time.perf_counter()]})
+    return rows
+
+
+def _encoder_bytes(model) -> int:
+    """Linear weights (quantized ones as stored) plus the tensors the model holds directly
+    (embedding tables, norms); biases inside LinearWeights are left out, as LinearWeight.nbytes does."""
+    direct = sum(t.numel() * t.element_size() for t in vars(model).values() if isinstance(t, torch.Tensor))
+    return int(model.linear_nbytes + direct)

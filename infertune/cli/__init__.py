@@ -9,8 +9,10 @@ import sys
 
 import typer
 
-from . import autotune_cmd, bench_cmd, calibrate_cmd, check_cmd, db_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd, models_cmd, profile_cmd, tuner_cmd
-from . import report_cmd
+from . import (
+    autotune_cmd, bench_cmd, calibrate_cmd, check_cmd, db_cmd, demo_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd,
+    models_cmd, profile_cmd, report_cmd, tuner_cmd,
+)
 from .common import click_exceptions
 
 app = typer.Typer(
@@ -26,6 +28,7 @@ app.command("check")(check_cmd.check)
 app.command("bench")(bench_cmd.bench)
 app.command("autotune")(autotune_cmd.autotune)
 app.command("generate")(generate_cmd.generate)
+app.command("demo")(demo_cmd.demo)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("embed")(embed_cmd.embed)
 app.add_typer(tuner_cmd.app, name="tuner")

@@ -20,6 +20,7 @@ from kernels.device import current_device
 from tuner.replay import load as load_replay
 from tuner.samplers import SAMPLERS
 from tuner.search import NoValidConfig, SearchOptions, TuneResult
+from tuner.worker import Worker
 from tuner.search import Progress as TrialProgress
 from tuner.space import Space
 
@@ -152,6 +153,7 @@ def autotune(
 
     results: list[TuneResult] = []
     records = []
+    shared = Worker() if len(problems) > 1 and replay is None else None  # one process for every problem
     try:
         for spec, problem in problems:
             with _progress(json_output) as bar:
@@ -162,8 +164,11 @@ def autotune(
                     result, tuned = autotune_problem(spec, problem, device, storage=storage, options=search,
                                                       trial_timeout_s=trial_timeout, settings=settings,
                                                       on_trial=lambda p, t=task, b=bar: _advance(b, t, p),
-                                                      record_to=record, replay=recording, cuda_graph=cuda_graph)
+                                                      record_to=record, replay=recording, cuda_graph=cuda_graph,
+                                                      worker=shared)
                 except NoValidConfig as exc:
+                    if shared is not None:
+                        shared.close()
                     raise UsageError(str(exc)) from None
             results.append(result)
             if tuned is not None:
@@ -171,11 +176,15 @@ def autotune(
             if result.interrupted:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
+        if shared is not None:
+            shared.close()
         run_dir = _write_run(results, out, model or kernel, device, db, interrupted=True)
         _report(results, db, written=None, json_output=json_output, note="interrupted: every measurement is kept in "
                 f"the study ({storage}); run the same command again to continue" if storage else "interrupted",
                 run_dir=run_dir)
         raise typer.Exit(130) from None
+    if shared is not None:
+        shared.close()
     save = not no_save and replay is None
     written = save_records(db, records) if records and save else 0
     run_dir = _write_run(results, out, model or kernel, device, db)

@@ -54,7 +54,9 @@ def _finish(path: Path, run: dict[str, Any], *, workload, args: list[str], nsys:
         row.pop("window", None)  # absolute perf_counter times mean nothing outside this process
         if row.get("telemetry_flags"):
             run["notes"].append(f"{row['variant']}: measured while {', '.join(row['telemetry_flags'])}")
-    if device.interpreter:
+    ran_kernels = any(r["variant"] != "torch" for r in run["measurements"]) or any(
+        not r["variant"].endswith(":torch") for r in run["models"])
+    if device.interpreter and ran_kernels:
         run["notes"].append("Triton ran through its CPU interpreter: timings are CPU wall clock and say nothing "
                             "about GPU speed")
     write_run(path, run)
@@ -119,6 +121,8 @@ def model(
     prompt_len: int = typer.Option(128, "--prompt-len", min=1, help="Prompt tokens per sequence."),
     gen: int = typer.Option(64, "--gen", min=1, help="Tokens generated per sequence."),
     db: str = typer.Option(None, "--db", help="Tuned config database for triton variants."),
+    quality: bool = typer.Option(True, "--quality/--no-quality", help="Decoders: perplexity and KL against the first "
+                                 "float variant on the built-in text (128 tokens, all logits: slow in the interpreter)."),
     nsys: bool = typer.Option(False, "--nsys"),
     ncu: bool = typer.Option(False, "--ncu"),
     torch_trace: bool = typer.Option(False, "--torch-trace"),
@@ -137,12 +141,12 @@ def model(
 
     def workload() -> None:
         rows, notes = profile_model(name, chosen, device, batches=batches, prompt_len=prompt_len, gen=gen,
-                                    db=db or settings.db, annotate=tools.annotate)
+                                    db=db or settings.db, annotate=tools.annotate, quality=quality)
         run["models"] = rows
         run["notes"] += notes
 
     args = ["model", name, "--variants", ",".join(run["variants"]), "--batch", batch, "--prompt-len", str(prompt_len),
-            "--gen", str(gen)] + (["--db", db] if db else [])
+            "--gen", str(gen)] + (["--db", db] if db else []) + ([] if quality else ["--no-quality"])
     _finish(path, run, workload=workload, args=args, nsys=nsys, ncu=ncu, torch_trace=torch_trace,
             telemetry=telemetry, device=device)
     if json_output:
@@ -185,11 +189,20 @@ def _model_table(run: dict[str, Any]) -> None:
         return
     base = {(r["batch"]): r for r in rows if r["variant"] == run["baseline"]}
     table = Table(title=f"{rows[0]['model']} on {run['environment']['device']['label']} — baseline: {run['baseline']}")
-    for col in ("variant", "batch", "prefill tok/s", "decode tok/s", "ms/token", "vs baseline", "weights MiB",
-                "ppl", "KL", "configs"):
+    encoder = any("embeddings_per_s" in r for r in rows)
+    cols = ("variant", "batch", "tokens/s", "embeddings/s", "vs baseline", "weights MiB", "configs") if encoder else (
+        "variant", "batch", "prefill tok/s", "decode tok/s", "ms/token", "vs baseline", "weights MiB", "ppl", "KL",
+        "configs")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("variant", "configs") else "right", overflow="fold")
     for r in rows:
         b = base.get(r["batch"])
+        if encoder:
+            vs = r["embeddings_per_s"] / b["embeddings_per_s"] if b and b.get("embeddings_per_s") else None
+            table.add_row(r["variant"], str(r["batch"]), f"{r['prefill_tokens_per_s']:,.1f}",
+                          f"{r['embeddings_per_s']:,.1f}", f"{vs:.2f}x" if vs else "-", f"{r['weight_bytes'] / 2**20:,.1f}",
+                          ", ".join(f"{k} {v}" for k, v in (r.get("config_sources") or {}).items()) or "-")
+            continue
         vs = r["decode_tokens_per_s"] / b["decode_tokens_per_s"] if b and b["decode_tokens_per_s"] else None
         q = r.get("quality") or {}
         sources = ", ".join(f"{k} {v}" for k, v in (r.get("config_sources") or {}).items()) or "-"
