@@ -28,6 +28,7 @@ class Plan:
     seq: int
     gen: int
     trials: int
+    retime: int
     problem_timeout_s: int
     generate_variants: str
     embed_variants: str
@@ -36,13 +37,14 @@ class Plan:
     env: dict[str, str] = field(default_factory=dict)
 
 
-GPU = Plan(dtype="bf16", batches="1,8", seq=128, gen=128, trials=40, problem_timeout_s=120,
+GPU = Plan(dtype="bf16", batches="1,8", seq=128, gen=128, trials=40, retime=3, problem_timeout_s=120,
            generate_variants="bf16:triton,bf16:triton-default,bf16+w8:triton,bf16+w4g128:triton,bf16:torch",
            embed_variants="bf16:triton,bf16:torch", kernel_shape="8x3072x576",
            profile_flags=("--telemetry", "--torch-trace"))
-# CPU: prompts of 4 tokens, 2 new ones, 2 trials a problem bounded by 20 s, fast timing: the
-# interpreter spends ~10 s on one launch of SmolLM2's 49152 x 576 lm_head.
-CPU = Plan(dtype="fp32", batches="1,8", seq=4, gen=2, trials=2, problem_timeout_s=20,
+# CPU: prompts of 4 tokens, 2 new ones, 2 trials a problem bounded by 15 s, no re-timing,
+# fast timing: 34 problems took 377 s with re-timing and 20 s bounds on two cores; one launch
+# of SmolLM2's 49152 x 576 lm_head alone takes the interpreter ~10 s.
+CPU = Plan(dtype="fp32", batches="1,8", seq=4, gen=2, trials=2, retime=0, problem_timeout_s=15,
            generate_variants="fp32:triton,fp32:triton-default", embed_variants="fp32:torch",
            kernel_shape="8x3072x576", profile_flags=("--telemetry", "--torch-trace"),
            env={"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "2"})
@@ -64,7 +66,8 @@ def steps(plan: Plan, out: Path) -> list[Step]:
         Step("environment", ["env"]),
         Step("tune the decoder's kernels",
              ["autotune", "--model", model, "--batch", plan.batches, "--seq", str(plan.seq), "--gen", str(plan.gen),
-              "--dtype", plan.dtype, "--trials", str(plan.trials), "--timeout", str(plan.problem_timeout_s),
+              "--dtype", plan.dtype, "--trials", str(plan.trials), "--retime", str(plan.retime),
+              "--timeout", str(plan.problem_timeout_s),
               "--db", db, "--out", str(out / "autotune")], out / "autotune"),
         Step("generate with and without the tuned database",
              ["profile", "model", model, "--variants", plan.generate_variants, "--batch", "1",

@@ -13,8 +13,8 @@ from typing import Any
 from . import compare
 from .load import Run
 
-INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (Triton kernels through its CPU interpreter): they are "
-                       "CPU wall clock and say nothing about GPU speed.")
+INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
+                       "Triton's CPU interpreter): they are CPU wall clock and say nothing about GPU speed.")
 
 
 @dataclass
@@ -418,6 +418,7 @@ def _comparison(runs: list[Run]) -> Section | None:
     blocks = []
     k_runs = [r for r in runs if r.data.get("measurements")]
     kernels = compare.match_kernels([r.data for r in k_runs]) if len(k_runs) > 1 else []
+    kernels = [m for m in kernels if sum(row is not None for row in m.rows) >= 2]  # shared rows only
     if kernels:
         cols = ["kind", "kernel", "problem", "variant", f"{k_runs[0].label} p50 [p10, p90] (reference)"]
         for r in k_runs[1:]:
@@ -432,6 +433,7 @@ def _comparison(runs: list[Run]) -> Section | None:
         blocks.append(Table("Kernels side by side", cols, rows, flags))
     m_runs = [r for r in runs if r.data.get("models")]
     models = compare.match_models([r.data for r in m_runs]) if len(m_runs) > 1 else []
+    models = [m for m in models if sum(row is not None for row in m.rows) >= 2]
     if models:
         cols = ["model", "variant", "batch", f"{m_runs[0].label} decode tok/s (reference)"]
         for r in m_runs[1:]:
@@ -445,7 +447,8 @@ def _comparison(runs: list[Run]) -> Section | None:
             flags.append(_worst(m.changes))
         blocks.append(Table("Models side by side", cols, rows, flags))
     if not blocks:
-        blocks.append(Note("Nothing to compare: no two runs hold kernel rows, nor two hold model rows."))
+        blocks.append(Note("Nothing to compare: no kernel problem and variant, nor model variant and batch, "
+                           "appears in two of these runs."))
     sec.blocks += blocks
     return sec
 

@@ -49,6 +49,8 @@ def autotune(
     sampler: str = typer.Option("tpe", "--sampler", help=f"Search strategy: {', '.join(SAMPLERS)}."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the inputs."),
     timeout: float = typer.Option(None, "--timeout", min=0, help="Wall-clock budget per problem, seconds."),
+    retime: int = typer.Option(3, "--retime", min=0, help="Re-time this many of the best configs before choosing "
+                               "the winner (0: the study's best wins as measured)."),
     trial_timeout: float = typer.Option(120.0, "--trial-timeout", min=0.1,
                                         help="Seconds one config may take (compile, check, time) before its worker is replaced."),
     db: str = typer.Option(None, "--db", help="Tuned config database (path or SQLAlchemy URL); default INFERTUNE_DB, else per-user."),
@@ -146,7 +148,7 @@ def autotune(
     storage = None if record or replay else storage or studies_storage(db)
     if record is not None:
         trials = max(trials, spec.space_size)
-    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout,
+    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout, retime_top=retime,
                            compile_workers=compile_workers)
     if device.interpreter and replay is None:
         status.print(f"[yellow]warning: {INTERPRETER_NOTE}; the tuned configs are CPU results.[/]")
