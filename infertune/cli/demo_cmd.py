@@ -15,8 +15,9 @@ from .common import console, user_errors
 
 @user_errors
 def demo(out: str = typer.Option("runs/demo", "--out", help="Where the runs, the database and the report go.")) -> None:
-    """Tune the built-in decoder's kernels, generate with and without the tuned database, run
-    an embedding job, profile a tuned kernel, and write runs/demo/report.html."""
+    """The main job end to end: tune, generate with and without the tuned database, embed, profile, report.
+
+    Writes runs/demo/report.html (and .md) over the steps' run directories."""
     device = current_device()
     gpu = device.kind == "cuda"
     console.print(f"infertune demo on {device.label}" + ("" if gpu else
