@@ -84,11 +84,17 @@ def nvtx_filters(nvtx_include: Sequence[str] | None = None, domain: str = DOMAIN
     return out
 
 
-def ncu_command(workload: Sequence[str], out_base: Path | str, nvtx_include: Sequence[str] | None = None) -> list[str]:
-    """`ncu` of `workload`, launches inside our NVTX ranges only, clocks left as they are,
-    the SpeedOfLight / Occupancy / LaunchStats sections and DRAM bytes; writes
-    `<out_base>.ncu-rep` (overwriting)."""
+LAUNCH_COUNT = 64  # ncu replays every profiled launch once per section pass: bound the run
+
+
+def ncu_command(workload: Sequence[str], out_base: Path | str, nvtx_include: Sequence[str] | None = None,
+                launch_count: int | None = LAUNCH_COUNT) -> list[str]:
+    """`ncu` of `workload`, launches inside our NVTX ranges only (at most `launch_count`),
+    clocks left as they are, the SpeedOfLight / Occupancy / LaunchStats sections and DRAM
+    bytes; writes `<out_base>.ncu-rep` (overwriting)."""
     argv = ["ncu", "--clock-control", "none", "--nvtx"]
+    if launch_count:
+        argv += ["--launch-count", str(launch_count)]
     for config in nvtx_filters(nvtx_include):
         argv += ["--nvtx-include", config]
     for section in SECTIONS:

@@ -123,4 +123,7 @@ def run_ncu(child: list[str], folder: Path, run: dict[str, Any]) -> dict[str, An
     from profilers import ncu
 
     folder.mkdir(parents=True, exist_ok=True)
-    return _record(ncu.run_ncu(child, folder, timeout_s=1800), run, folder)
+    # Under ncu every launch is replayed per section: time a handful of repetitions, not
+    # 100 ms' worth (`env` sets them for the child; no shell is involved).
+    few = ["env", "INFERTUNE_WARMUP_MS=0", "INFERTUNE_REP_MS=0", "INFERTUNE_MIN_REPS=3", "INFERTUNE_MIN_REPS_CPU=1"]
+    return _record(ncu.run_ncu([*few, *child], folder, timeout_s=1800), run, folder)
