@@ -92,10 +92,11 @@ def save_records(db: str, records: list[TuningRecord]) -> int:
 
 
 def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name: str, out: str | None,
-               device: DeviceInfo, db: str, notes: list[str], interrupted: bool = False):
+               device: DeviceInfo, db: str, notes: list[str], interrupted: bool = False,
+               extra_tuning: list[dict] | None = None):
     """Write the run directory of a tuning run (kind "autotune"): per problem the torch
     baseline, default and tuned timings as measurements, and the whole search (trials,
-    failures, best) under "tuning". Returns its path."""
+    failures, best) under "tuning", after `extra_tuning` (e.g. a joint search's front). Returns its path."""
     import sys
 
     from .environment import collect_environment
@@ -121,7 +122,7 @@ def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name:
             row["speedup_vs_baseline"] = (base["timing"]["median_ms"] / row["timing"]["median_ms"]
                                           if base and row["timing"]["median_ms"] > 0 else None)
         run["measurements"] += rows
-    run["tuning"] = [r.to_dict() for r in results]
+    run["tuning"] = list(extra_tuning or []) + [r.to_dict() for r in results]
     run["notes"] += notes + (["interrupted: the studies keep every measurement; rerun to continue"]
                              if interrupted else [])
     if any(r.interpreter for r in results):

@@ -206,14 +206,11 @@ def parse_model_variants(text: str, gpu: bool) -> list:
 
 def _quality(model, tokens: torch.Tensor, reference: torch.Tensor | None) -> tuple[dict[str, Any], torch.Tensor]:
     """Perplexity of `model` on `tokens` [n, S] and KL against `reference` log-probs."""
-    with torch.no_grad():
-        logits = model.prefill(tokens, [tokens.shape[1]] * tokens.shape[0], all_logits=True)
-    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-    nll = -logp[:, :-1].gather(-1, tokens[:, 1:, None].cpu()).mean().item()
-    out = {"ppl": math.exp(nll), "kl_vs_float": None}
-    if reference is not None:
-        out["kl_vs_float"] = max(0.0, (reference.exp() * (reference - logp)).sum(-1).mean().item())
-    return out, logp
+    from .quant_plan import kl_divergence, perplexity, sequence_logprobs
+
+    logp = sequence_logprobs(model, tokens)
+    kl = kl_divergence(reference, logp) if reference is not None else None
+    return {"ppl": perplexity(logp, tokens), "kl_vs_float": kl}, logp
 
 
 def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: list[int], prompt_len: int, gen: int,

@@ -37,7 +37,7 @@ import optuna
 import torch
 
 from runtime.linear import LinearWeight, make_linear
-from runtime.llama import LAYER_LINEARS, LlamaModel
+from runtime.llama import LAYER_LINEARS, LlamaModel, layer_weight
 from runtime.plan import Plan
 from runtime.sample_text import SAMPLE_TEXT
 
@@ -61,6 +61,23 @@ def plan_of(params: dict[str, str], layers: int) -> dict[str, str]:
             for i in block:
                 out[f"layers.{i}.{role}"] = params[f"{role}.b{b}"]
     return out
+
+
+def sequence_logprobs(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of every position of full-length sequences `tokens` [n, S], fp32 on the CPU."""
+    with torch.no_grad():
+        logits = model.prefill(tokens, [tokens.shape[1]] * tokens.shape[0], all_logits=True)
+    return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+
+def perplexity(logp: torch.Tensor, tokens: torch.Tensor) -> float:
+    """exp(mean next-token NLL) of `tokens` under `logp` [n, S, vocab]. Pure."""
+    return math.exp(-logp[:, :-1].gather(-1, tokens[:, 1:, None].cpu()).mean().item())
+
+
+def kl_divergence(ref: torch.Tensor, logp: torch.Tensor) -> float:
+    """Mean KL(ref || logp) per position, nats (clipped at 0 against rounding). Pure."""
+    return max(0.0, (ref.exp() * (ref - logp)).sum(-1).mean().item())
 
 
 @dataclass
@@ -101,9 +118,8 @@ class PlanEvaluator:
         self.time_decode = time_decode
         self._cache: dict[tuple[str, str], LinearWeight] = {}
         self._float = {f"layers.{i}.{r}": layer[r] for i, layer in enumerate(self.model.layers) for r in LAYER_LINEARS}
-        with torch.no_grad():
-            self.ref_logp = self._logprobs()
-        self.float_ppl = self._ppl(self.ref_logp)
+        self.ref_logp = sequence_logprobs(self.model, self.tokens)
+        self.float_ppl = perplexity(self.ref_logp, self.tokens)
         self.float_bytes = sum(lw.nbytes for lw in self._float.values())
 
     def _linear(self, name: str, scheme: str) -> LinearWeight:
@@ -111,32 +127,20 @@ class PlanEvaluator:
             return self._float[name]
         key = (name, scheme)
         if key not in self._cache:
-            i, role = name.split(".")[1], name.split(".")[2]
-            p = f"layers.{i}."
-            parts = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}.get(role, (role,))
-            w = torch.cat([self.weights[p + part] for part in parts])
+            _, i, role = name.split(".")
+            w = layer_weight(self.weights, int(i), role)
             self._cache[key] = make_linear(w, None, scheme, self.model.dtype, self.model.device)
         return self._cache[key]
-
-    def _logprobs(self) -> torch.Tensor:
-        lengths = [self.tokens.shape[1]] * self.tokens.shape[0]
-        logits = self.model.prefill(self.tokens, lengths, all_logits=True)
-        return torch.log_softmax(logits.float(), dim=-1)
-
-    def _ppl(self, logp: torch.Tensor) -> float:
-        nll = -logp[:, :-1].gather(-1, self.tokens[:, 1:, None]).mean().item()
-        return math.exp(nll)
 
     def score(self, schemes: dict[str, str]) -> Quality:
         for name, scheme in schemes.items():
             _, i, role = name.split(".")
             self.model.layers[int(i)][role] = self._linear(name, scheme)
-        with torch.no_grad():
-            logp = self._logprobs()
-        kl = (self.ref_logp.exp() * (self.ref_logp - logp)).sum(-1).mean().item()
+        logp = sequence_logprobs(self.model, self.tokens)
         nbytes = sum(self.model.layers[int(n.split('.')[1])][n.split('.')[2]].nbytes for n in schemes)
         latency = self._decode_ms() if self.time_decode else None
-        return Quality(kl=max(kl, 0.0), ppl=self._ppl(logp), bytes=nbytes, latency_ms=latency)
+        return Quality(kl=kl_divergence(self.ref_logp, logp), ppl=perplexity(logp, self.tokens), bytes=nbytes,
+                       latency_ms=latency)
 
     def _decode_ms(self) -> float:
         # Batch 1, 16 steps after a short prefill; median of per-step times.

@@ -27,7 +27,7 @@ from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import needs_dot_upcast, run
-from .quant_io import checked_float_matrix, output_buffer
+from .quant_io import checked_float_matrix, output_buffer, weight_only_float_reference
 from .spec import Config, KernelSpec, Option, Problem
 
 SYMMETRIC_ZERO = 8  # symmetric q in [-8, 7] is stored as q + 8
@@ -243,15 +243,6 @@ def _reference(inputs: W4A16Inputs) -> torch.Tensor:
     return out + inputs.bias.float() if inputs.bias is not None else out
 
 
-def _float_reference(inputs: W4A16Inputs) -> torch.Tensor:
-    # x @ W with W as it was before quantization: what the scheme's error is measured against.
-    w = inputs.weight_f32 if inputs.weight_f32 is not None else inputs.weight
-    if w is None:
-        raise ValueError("no unquantized weight kept with these inputs")
-    out = inputs.x.float() @ w.float().t()
-    return out + inputs.bias.float() if inputs.bias is not None else out
-
-
 def _baseline(inputs: W4A16Inputs) -> torch.Tensor:
     # The op the quantized kernel replaces: the float layer in x's dtype.
     weight = inputs.weight if inputs.weight is not None else inputs.w.dequantize(inputs.x.dtype)
@@ -311,7 +302,7 @@ SPEC = KernelSpec(
     make_inputs=_make_inputs,
     problem_of=_problem_of,
     reference=_reference,
-    float_reference=_float_reference,
+    float_reference=weight_only_float_reference,
     launch=_launch,
     baseline=_baseline,
     baseline_name="torch.matmul (float weights)",

@@ -33,3 +33,14 @@ def output_buffer(out: torch.Tensor | None, shape: tuple[int, int], dtype: torch
         raise InvalidProblem(f"out must be {list(shape)} {dtype} on {device}; got "
                              f"{list(out.shape)} {out.dtype} on {out.device}")
     return out
+
+
+def weight_only_float_reference(inputs) -> torch.Tensor:
+    """x @ W (+ bias) in fp32 with W as it was before quantization (`weight_f32`, else the
+    baseline's `weight`): what a weight-only scheme's error is measured against. Shared by
+    matmul_w8a16 and matmul_w4a16, whose inputs carry x, bias, weight and weight_f32."""
+    w = inputs.weight_f32 if inputs.weight_f32 is not None else inputs.weight
+    if w is None:
+        raise ValueError("no unquantized weight kept with these inputs")
+    out = inputs.x.float() @ w.float().t()
+    return out + inputs.bias.float() if inputs.bias is not None else out

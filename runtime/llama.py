@@ -30,6 +30,14 @@ from .variant import DTYPES, WEIGHT_SCHEMES, Variant
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LAYER_LINEARS = ("qkv", "o", "gate_up", "down")  # per layer, as launches.py names them
+# The fused projections launches.py lists: one matmul for q, k, v and one for gate, up.
+FUSED = {"qkv": ("q", "k", "v"), "gate_up": ("gate", "up")}
+
+
+def layer_weight(weights: Mapping[str, torch.Tensor], layer: int, role: str) -> torch.Tensor:
+    """The [N, K] weight of linear `role` (qkv, o, gate_up, down) of `layer`, fused as the model runs it."""
+    parts = [weights[f"layers.{layer}.{part}"] for part in FUSED.get(role, (role,))]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -150,11 +158,11 @@ class LlamaModel:
             p = f"layers.{i}."
             self.layers.append({
                 "attn_norm": vector(p + "attn_norm"),
-                "qkv": linear(p + "qkv", torch.cat([weights[p + "q"], weights[p + "k"], weights[p + "v"]])),
-                "o": linear(p + "o", weights[p + "o"]),
+                "qkv": linear(p + "qkv", layer_weight(weights, i, "qkv")),
+                "o": linear(p + "o", layer_weight(weights, i, "o")),
                 "ffn_norm": vector(p + "ffn_norm"),
-                "gate_up": linear(p + "gate_up", torch.cat([weights[p + "gate"], weights[p + "up"]])),
-                "down": linear(p + "down", weights[p + "down"]),
+                "gate_up": linear(p + "gate_up", layer_weight(weights, i, "gate_up")),
+                "down": linear(p + "down", layer_weight(weights, i, "down")),
             })
         self.norm = vector("norm")
         self.lm_head = linear("lm_head", weights["embed"] if c.tied_embeddings else weights["lm_head"])

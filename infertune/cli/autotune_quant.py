@@ -89,14 +89,9 @@ def _write_run(results: list[QuantTuneResult], out: str | None, device: DeviceIn
 
     per_scheme = [t for r in results for t in r.per_scheme.values()]
     specs = {t.kernel: kernel_library.get(t.kernel) for t in per_scheme}
-    path = tuning_run(per_scheme, specs, name="quant-" + "x".join(str(v) for v in results[0].shape.values()),
-                      out=out, device=device, db=db, notes=[])
-    from ..rundir import read_run, write_run
-
-    run = read_run(path)
-    run["tuning"] = [{"quant_search": r.to_dict()} for r in results] + run["tuning"]
-    write_run(path, run)
-    return path
+    return tuning_run(per_scheme, specs, name="quant-" + "x".join(str(v) for v in results[0].shape.values()),
+                      out=out, device=device, db=db, notes=[],
+                      extra_tuning=[{"quant_search": r.to_dict()} for r in results])
 
 
 def _report(results: list[QuantTuneResult], db: str, written: int | None, json_output: bool, note: str | None = None,

@@ -17,7 +17,7 @@ from kernels.device import current_device
 from ..environment import collect_environment
 from ..model_autotune import parse_sizes
 from ..problems import parse_options, problem_from_text
-from ..profiling import parse_kernel_variants, parse_model_variants, profile_kernel, profile_model
+from ..profiling import device_peaks, parse_kernel_variants, parse_model_variants, profile_kernel, profile_model
 from ..rundir import new_run_dir, skeleton, write_run
 from ..settings import Settings
 from . import profile_tools as tools
@@ -42,7 +42,7 @@ def _finish(path: Path, run: dict[str, Any], *, workload, args: list[str], nsys:
             torch_trace: bool, telemetry: bool, device) -> None:
     """Run `workload()` (which fills run["measurements"] or run["models"]) under the requested
     in-process tools, then the out-of-process ones; write run.json."""
-    run["peaks"] = tools.load_peaks_for(device)
+    run["peaks"] = device_peaks(device, None)
     with tools.telemetry_sampler(telemetry, path, run), tools.torch_trace(torch_trace, path, run, device):
         workload()
     child = child_command(args, path / "child")

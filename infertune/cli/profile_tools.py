@@ -19,12 +19,6 @@ def annotate(message: str):
     return nvtx.annotate(message, "model")
 
 
-def load_peaks_for(device, db: str | None = None) -> dict[str, Any] | None:
-    from ..profiling import device_peaks
-
-    return device_peaks(device, db)
-
-
 @contextlib.contextmanager
 def telemetry_sampler(enabled: bool, path: Path, run: dict[str, Any]) -> Iterator[None]:
     if not enabled:
