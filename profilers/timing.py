@@ -1,7 +1,8 @@
 """Timing primitives shared by `infertune bench` and the tuner.
 
 On a GPU: CUDA events around each repetition, a warm-up, the L2 cache flushed before every
-repetition (writing a buffer larger than L2, as triton.testing.do_bench does), and the
+repetition (writing a buffer larger than L2, as triton.testing.do_bench does), the GPU held
+busy ahead of each repetition so that host launch overhead stays out of the events, and the
 median with p10/p90 of the per-repetition times. On the CPU: wall clock. Wall-clock times of
 Triton's CPU interpreter say nothing about GPU speed; a Timing carries `interpreter=True`
 so every report can say so.
@@ -18,6 +19,12 @@ import torch
 
 # Triton's do_bench writes 256 MB; an H100's L2 is 50 MB, so this evicts it several times.
 L2_FLUSH_BYTES = 256 * 1024 * 1024
+# The GPU is held busy this many times the host's time to enqueue one repetition, so that the
+# launch is queued before the start event runs (see host_lead_s). Seen on an H200 (2026-11-28):
+# a matmul launch took ~80 us of host time, the 256 MB flush 60 us of GPU time, and events
+# read 0.092 ms for a kernel ncu timed at 0.014 ms.
+HOST_LEAD_FACTOR = 2.0
+MAX_LEAD_S = 5e-3
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,48 @@ def _capture_graph(fn, device) -> Callable[[], object]:
     return graph.replay  # the bound method keeps the graph (and its memory pool) alive
 
 
+def host_lead_s(host_s_per_rep: float) -> float:
+    """Seconds of GPU busy-wait to enqueue before each timed repetition.
+
+    Events time the GPU's stream, not the kernel: when the host needs longer to launch `fn`
+    than the GPU needs for what precedes it (the L2 flush), the GPU idles between the start
+    event and the kernel, and that idle time is measured as kernel time. A busy-wait longer
+    than the host's time per repetition keeps the launch ahead of the start event, so the
+    events bracket GPU work only (launch overhead is a host cost, reported apart by
+    `host_overhead`)."""
+    return min(MAX_LEAD_S, max(0.0, HOST_LEAD_FACTOR * host_s_per_rep))
+
+
+_SLEEP_CYCLES_PER_S: dict[int, float] = {}
+
+
+def _sleep_cycles_per_s(index: int) -> float:
+    """torch.cuda._sleep spins for clock cycles: measure how many run per second, once."""
+    if index not in _SLEEP_CYCLES_PER_S:
+        cycles = 2_000_000
+        torch.cuda._sleep(cycles // 10)  # first call loads the kernel
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+        _SLEEP_CYCLES_PER_S[index] = cycles / max(start.elapsed_time(end) / 1e3, 1e-6)
+    return _SLEEP_CYCLES_PER_S[index]
+
+
+def host_overhead(fn, reps: int = 5) -> float:
+    """Median host seconds to enqueue one `fn()` (launch overhead; the GPU work is not waited
+    for). `fn` must have run once already (compiled)."""
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    torch.cuda.synchronize()
+    return quantile(times, 0.5)
+
+
 def _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2, method="cuda-events") -> Timing:
     flush_buffer = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device) if flush_l2 else None
 
@@ -145,6 +194,7 @@ def _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2, m
     with torch.cuda.device(device):
         fn()  # compile / autotune outside the timed region
         torch.cuda.synchronize()
+        lead_cycles = int(host_lead_s(host_overhead(one_rep)) * _sleep_cycles_per_s(torch.cuda.current_device()))
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(5):
@@ -158,6 +208,8 @@ def _measure_cuda(fn, device, warmup_ms, rep_ms, min_reps, max_reps, flush_l2, m
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         for i in range(n):
+            if lead_cycles:
+                torch.cuda._sleep(lead_cycles)
             if flush_buffer is not None:
                 flush_buffer.zero_()
             starts[i].record()

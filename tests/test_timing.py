@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from profilers.timing import measure, quantile, repetitions
+from profilers.timing import MAX_LEAD_S, host_lead_s, host_overhead, measure, quantile, repetitions
 
 
 def test_quantile_matches_torch(seed):
@@ -63,3 +63,28 @@ def test_cuda_graph_timing_of_a_matmul():
     timing = measure(lambda: a @ a, device="cuda", cuda_graph=True, rep_ms=20)
     assert timing.method == "cuda-graph" and timing.l2_flushed and not timing.interpreter
     assert timing.median_ms > 0 and timing.p10_ms <= timing.median_ms <= timing.p90_ms
+
+
+def test_host_lead_covers_the_launch_and_is_bounded():
+    # Twice the host's time per repetition, so the launch is queued before the start event.
+    assert host_lead_s(80e-6) == pytest.approx(160e-6)
+    assert host_lead_s(0.0) == 0.0 and host_lead_s(-1.0) == 0.0
+    assert host_lead_s(1.0) == MAX_LEAD_S  # a slow host never costs more than MAX_LEAD_S a repetition
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_timing_excludes_host_launch_overhead():
+    # A tiny kernel behind 0.3 ms of host work: the events must time the kernel (a few us),
+    # not the host (seen on an H200 before the fix: 0.092 ms read for a 0.014 ms matmul).
+    x = torch.randn(1 << 16, device="cuda")
+
+    def slow_launch():
+        t = time.perf_counter()
+        while time.perf_counter() - t < 3e-4:
+            pass
+        x.add_(1.0)
+
+    timing = measure(slow_launch, device="cuda", rep_ms=20)
+    assert timing.median_ms < 0.1, timing
+    assert host_overhead(slow_launch) >= 3e-4
