@@ -9,6 +9,7 @@ from pathlib import Path
 from kernels.device import DeviceInfo
 from kernels.spec import KernelSpec, Problem
 from tuner.database import open_database
+from tuner.precompile import CompilePool
 from tuner.record import TuningRecord
 from tuner.replay import Recording, RecordingEvaluator, ReplayEvaluator
 from tuner.search import Progress, SearchOptions, TuneResult, to_record, tune
@@ -41,7 +42,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
                      options: SearchOptions, trial_timeout_s: float, settings: Settings,
                      on_trial: Callable[[Progress], None] | None = None, record_to: str | None = None,
                      replay: Recording | None = None, cuda_graph: bool = False,
-                     worker: Worker | None = None) -> tuple[TuneResult, TuningRecord | None]:
+                     worker: Worker | None = None,
+                     compile_pool: CompilePool | None = None) -> tuple[TuneResult, TuningRecord | None]:
     """Search one problem in a fresh worker; returns the result and its database record
     (None when no config passed, or when the search was interrupted: a partial search is
     not a tuned result, though every measurement stays in the study).
@@ -55,6 +57,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
         on a device that is not CUDA).
     options.compile_workers: > 0 compiles proposals ahead of time in that many extra workers
         (tuner/precompile.py; disabled under the Triton interpreter).
+    compile_pool: a pool shared across problems (retargeted to this one, kept open for the
+        caller); None starts one for this problem when options.compile_workers > 0.
     """
     if replay is not None:
         result = tune(spec, problem, replay.device, ReplayEvaluator(replay), storage=storage, options=options,
@@ -68,15 +72,19 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
     if worker is not None:  # a worker shared across problems (model tuning): started once, ~2-5 s saved each
         evaluator.worker = worker
     runner = RecordingEvaluator(evaluator, spec, problem, device) if record_to else evaluator
-    pool = evaluator.compile_pool(options.compile_workers, interpreter=device.interpreter) \
-        if options.compile_workers > 0 else None
+    own_pool = compile_pool is None and options.compile_workers > 0
+    pool = compile_pool
+    if pool is not None:
+        pool.retarget(spec.name, problem, seed=options.seed)
+    elif own_pool:
+        pool = evaluator.compile_pool(options.compile_workers, interpreter=device.interpreter)
     try:
         result = tune(spec, problem, device, runner, storage=storage, options=options, on_trial=on_trial,
                       compile_pool=pool)
     finally:
         if worker is None:
             evaluator.close()
-        if pool is not None:
+        if own_pool and pool is not None:
             pool.close()
     if record_to and not result.interrupted:
         runner.recording.save(record_to)

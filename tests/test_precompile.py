@@ -115,6 +115,9 @@ class FakePool:
         self.enabled = True
         self.compiled: list[Config] = []
 
+    def start(self) -> None:
+        pass
+
     def compile_many(self, configs, timeout_s=None):
         self.compiled.extend(configs)
         return [Outcome.failed("compile-error", "compile: planted") if zlib.crc32(str(c).encode()) % 7 == 0
@@ -152,3 +155,38 @@ def test_grid_with_batches_covers_every_valid_config_once():
     failed = result.failures.get("compile-error", 0)
     assert len(evaluator.evaluated) + failed == len(space) == result.trials_total
     assert len(set(evaluator.evaluated)) == len(evaluator.evaluated)
+
+
+def test_one_pool_serves_several_problems_and_starts_once():
+    other = planted.SPEC.problem({"N": 96}, "fp32")
+    with CompilePool(planted.LOCATOR, PLANTED_PROBLEM, seed=1, workers=2, timeout_s=5, interpreter=True,
+                     force=True) as pool:
+        pool.start()
+        assert pool.started == 2  # both processes up before any compile
+        first = pool.compile_many([planted.BEST, planted.RAISES])
+        pool.retarget(planted.LOCATOR, other, seed=3)
+        second = pool.compile_many([planted.BEST, planted.RAISES])
+        assert [o.status for o in first] == [o.status for o in second] == ["ok", "failed"]
+        assert pool._base["problem"]["shape"]["N"] == 96 and pool._base["seed"] == 3
+        assert pool.started == 2  # the second problem started no process
+
+
+class SlowStart(Synthetic):
+    """A worker whose start-up (its first request, the baseline) takes `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def baseline(self) -> Outcome:
+        import time
+        time.sleep(self.delay)
+        return super().baseline()
+
+
+def test_search_budget_counts_from_when_the_workers_are_up():
+    # 1.5 s of start-up against a 1 s budget: before the fix the search ran nothing.
+    evaluator = SlowStart(1.5)
+    result = tune(SPEC, PROBLEM, current_device(), evaluator, storage=None,
+                  options=SearchOptions(trials=5, sampler="random", seed=0, timeout_s=1.0, retime_top=0))
+    assert result.trials_run == 5 == len(evaluator.evaluated)

@@ -72,8 +72,9 @@ class SearchOptions:
     """Budgets and policy of one search.
 
     trials: configs to run in this invocation (the default included on a new study);
-    timeout_s: wall-clock budget of this invocation, None for none; a running trial is cut
-        when it runs out (evaluators whose `evaluate` takes `timeout_s`);
+    timeout_s: wall-clock budget of this search, None for none, counted from when its worker
+        and compile pool are up (start-up and the torch baseline are not in it); a running
+        trial is cut when it runs out (evaluators whose `evaluate` takes `timeout_s`);
     compile_workers: >0 compiles batches of that many proposals in parallel ahead of timing
         (tuner/precompile.py); 0, or a pool that is disabled (the interpreter), runs the
         sequential search;
@@ -339,6 +340,12 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
     try:
         baseline = evaluator.baseline()
         result.baseline = baseline.timing if baseline.ok else None
+        if pool is not None:
+            pool.start()
+        # The budget (--timeout) is the search's: it counts from when the timing worker (started
+        # by the baseline) and the compile pool are up. Counted from before, the first problem of
+        # a run got 0 or 1 trials in a 12 s budget on an H200 host (2026-11-28).
+        start = time.monotonic()
         if default not in measured and options.trials > 0 and space.reject_reason(default) is None:
             # Asked like any proposal (the first ask pops it), so that a process sharing the
             # study sees it RUNNING and does not run it too.

@@ -275,6 +275,11 @@ class Worker:
             self.close()
             raise
 
+    def ensure_started(self) -> None:
+        """Start the process now if it is not running (raises WorkerLost if it cannot start)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+
     def request(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one request and wait up to `timeout_s` for its reply.
 

@@ -20,6 +20,7 @@ from kernels.device import current_device
 from tuner.replay import load as load_replay
 from tuner.samplers import SAMPLERS
 from tuner.search import NoValidConfig, SearchOptions, TuneResult
+from tuner.precompile import CompilePool
 from tuner.worker import Worker
 from tuner.search import Progress as TrialProgress
 from tuner.space import Space
@@ -156,6 +157,10 @@ def autotune(
     results: list[TuneResult] = []
     records = []
     shared = Worker() if len(problems) > 1 and replay is None else None  # one process for every problem
+    # One compile pool for every problem too: its processes are problem-agnostic.
+    shared_pool = CompilePool(problems[0][0].name, problems[0][1], seed=seed, workers=compile_workers,
+                              timeout_s=trial_timeout, interpreter=device.interpreter) \
+        if shared is not None and compile_workers > 0 else None
     try:
         for spec, problem in problems:
             with _progress(json_output) as bar:
@@ -167,10 +172,9 @@ def autotune(
                                                       trial_timeout_s=trial_timeout, settings=settings,
                                                       on_trial=lambda p, t=task, b=bar: _advance(b, t, p),
                                                       record_to=record, replay=recording, cuda_graph=cuda_graph,
-                                                      worker=shared)
+                                                      worker=shared, compile_pool=shared_pool)
                 except NoValidConfig as exc:
-                    if shared is not None:
-                        shared.close()
+                    _close(shared, shared_pool)
                     raise UsageError(str(exc)) from None
             results.append(result)
             if tuned is not None:
@@ -178,21 +182,25 @@ def autotune(
             if result.interrupted:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if shared is not None:
-            shared.close()
+        _close(shared, shared_pool)
         run_dir = _write_run(results, out, model or kernel, device, db, interrupted=True)
         _report(results, db, written=None, json_output=json_output, note="interrupted: every measurement is kept in "
                 f"the study ({storage}); run the same command again to continue" if storage else "interrupted",
                 run_dir=run_dir)
         raise typer.Exit(130) from None
-    if shared is not None:
-        shared.close()
+    _close(shared, shared_pool)
     save = not no_save and replay is None
     written = save_records(db, records) if records and save else 0
     run_dir = _write_run(results, out, model or kernel, device, db)
     _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir)
     if record is not None:
         status.print(f"replay file written: {record}")
+
+
+def _close(*things) -> None:
+    for thing in things:
+        if thing is not None:
+            thing.close()
 
 
 def _progress(quiet: bool) -> Progress:
