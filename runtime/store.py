@@ -80,6 +80,13 @@ def package_target(name: str) -> Path:
     return cache_dir() / _package_dir_name(preset.weights_package)
 
 
+def package_files(name: str) -> tuple[str, str]:
+    """(top-level module of the weights package, the model's path inside it) of a real preset."""
+    if _real_preset(name) is None:
+        raise ModelFilesMissing(f"model {name!r} is synthetic: it has no files")
+    return _FILES[name]
+
+
 def _candidates(name: str) -> list[Path]:
     """Where the model's files may be, in order: the cache, then the current environment."""
     module, rel = _FILES[name]

@@ -1,0 +1,126 @@
+"""The steps of the GPU kit, in the order they run, and what each one runs.
+
+Each step is a list of commands (argv lists, no shell) run from the repository root with the
+project on PYTHONPATH. `{py}` is this Python, `{work}` the run's work folder, `{models}` the
+packed models' folder (bench/device/models.py). A step stops at
+its first failing command; the next step runs anyway. Caps are the most seconds a step may
+take on a GPU (the budget left may cut it shorter); on a smoke run every step runs its CPU size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Llama-3-8B linear layers (N = output features, K = input): q/o projection and MLP gate/up.
+TUNE_NK = ((4096, 4096), (14336, 4096))
+TUNE_M_BF16 = (1, 16, 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    stdout: str | None = None   # file under {work} that takes stdout (else the step's log)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    cap_s: float
+    commands: tuple[Command, ...]
+
+
+def _cmd(*argv: str, stdout: str | None = None) -> Command:
+    return Command(tuple(argv), stdout)
+
+
+def _shapes(pairs) -> list[str]:
+    out = []
+    for m, n, k in pairs:
+        out += ["--shape", f"{m}x{n}x{k}"]
+    return out
+
+
+def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
+    """The full-size steps (a CUDA GPU)."""
+    db = "{work}/tuned.db"
+    tune_common = ["--dtype", "bf16", "--trials", str(trials), "--timeout", str(tune_timeout_s), "--db", db, "--json"]
+    bf16_shapes = _shapes((m, n, k) for n, k in TUNE_NK[:1] for m in TUNE_M_BF16)
+    quant_shapes = _shapes((1, n, k) for n, k in TUNE_NK)
+    return [
+        Step("env", "environment and calibrate", 60, (
+            _cmd("nvidia-smi", stdout="nvidia-smi.txt"),
+            _cmd("{py}", "-m", "infertune", "env", "--json", stdout="env.json"),
+            _cmd("{py}", "-m", "infertune", "calibrate", "--db", db, "--json", stdout="calibrate.json"),
+        )),
+        Step("gpu-tests", "pytest -m gpu", 100, (
+            _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-n", "8", "-p", "no:cacheprovider",
+                 "--junitxml", "{work}/gpu-tests.xml"),
+        )),
+        Step("kernels", "kernels vs torch.matmul, default configs", 110, (
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--out", "{work}/kernels"),
+        )),
+        Step("tune", "short TPE tune with the compile pool", 130, (
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", *bf16_shapes, *tune_common,
+                 "--out", "{work}/runs/tune-matmul", stdout="tune-matmul.json"),
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul_w8a16", *quant_shapes, *tune_common,
+                 "--out", "{work}/runs/tune-w8a16", stdout="tune-matmul_w8a16.json"),
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul_w4a16", *quant_shapes, "--quant", "int4-g128",
+                 *tune_common, "--out", "{work}/runs/tune-w4a16", stdout="tune-matmul_w4a16.json"),
+            _cmd("{py}", "-m", "infertune", "db", "export", "--db", db, "--format", "json", "--out", "{work}/tuned"),
+        )),
+        Step("runtime", "decode / prefill vs transformers, MiniLM vs sentence-transformers", 170, (
+            _cmd("{py}", "-m", "bench.device.models", "unpack", "{models}"),
+            _cmd("{py}", "-m", "bench.runtime", "--db", db, "--out", "{work}/runtime", "--reps", "3"),
+        )),
+        Step("ncu", "ncu on the tuned bf16 matmul at M=16", 60, (
+            _cmd("{py}", "-m", "infertune", "profile", "kernel", "matmul", "--shape", "16x4096x4096",
+                 "--dtype", "bf16", "--variants", "torch,default,tuned", "--db", db, "--ncu",
+                 "--out", "{work}/runs/ncu-matmul", "--json", stdout="ncu-matmul.json"),
+        )),
+        Step("ncu-w4", "ncu on matmul_w4a16 int4-g128 at M=1 (the w4 decode figure's kernel)", 60, (
+            _cmd("{py}", "-m", "infertune", "profile", "kernel", "matmul_w4a16", "--shape", "1x4096x4096",
+                 "--quant", "int4-g128", "--dtype", "bf16", "--variants", "torch,default,tuned", "--db", db, "--ncu",
+                 "--out", "{work}/runs/ncu-w4a16", "--json", stdout="ncu-matmul_w4a16.json"),
+        )),
+    ]
+
+
+def smoke_steps() -> list[Step]:
+    """The same steps at CPU sizes: they check the plumbing, the figures mean nothing."""
+    db = "{work}/tuned.db"
+    tune_common = ["--dtype", "fp16", "--trials", "2", "--timeout", "20", "--db", db, "--json"]
+    return [
+        Step("env", "environment and calibrate", 120, (
+            _cmd("{py}", "-m", "infertune", "env", "--json", stdout="env.json"),
+            _cmd("{py}", "-m", "infertune", "calibrate", "--db", db, "--json", stdout="calibrate.json"),
+        )),
+        Step("gpu-tests", "pytest -m gpu (all skip without a GPU)", 240, (
+            _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_timing.py",
+                 "tests/test_llama.py", "--junitxml", "{work}/gpu-tests.xml"),
+        )),
+        Step("kernels", "kernels vs torch.matmul, default configs", 240, (
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--out", "{work}/kernels"),
+        )),
+        Step("tune", "short TPE tune", 300, (
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--shape", "5x32x16", *tune_common,
+                 "--out", "{work}/runs/tune-matmul", stdout="tune-matmul.json"),
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul_w4a16", "--shape", "1x32x64", "--quant", "int4-g32",
+                 *tune_common, "--out", "{work}/runs/tune-w4a16", stdout="tune-matmul_w4a16.json"),
+            _cmd("{py}", "-m", "infertune", "db", "export", "--db", db, "--format", "json", "--out", "{work}/tuned"),
+        )),
+        Step("runtime", "decode / prefill vs transformers (tiny, CPU)", 300, (
+            _cmd("{py}", "-m", "bench.device.models", "unpack", "{models}"),
+            _cmd("{py}", "-m", "bench.runtime", "--smoke", "--out", "{work}/runtime"),
+        )),
+        Step("ncu", "ncu (absent or refused without a GPU: recorded)", 120, (
+            _cmd("{py}", "-m", "infertune", "profile", "kernel", "matmul", "--shape", "5x32x16", "--dtype", "fp16",
+                 "--variants", "torch,default", "--ncu", "--out", "{work}/runs/ncu-matmul", "--json",
+                 stdout="ncu-matmul.json"),
+        )),
+        Step("ncu-w4", "ncu on matmul_w4a16 (absent without a GPU: recorded)", 120, (
+            _cmd("{py}", "-m", "infertune", "profile", "kernel", "matmul_w4a16", "--shape", "1x32x64",
+                 "--quant", "int4-g32", "--dtype", "fp16", "--variants", "torch,default", "--ncu",
+                 "--out", "{work}/runs/ncu-w4a16", "--json", stdout="ncu-matmul_w4a16.json"),
+        )),
+    ]

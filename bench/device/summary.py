@@ -1,0 +1,245 @@
+"""The figures of one kit run, read from its work folder, against the GPU figures issue's goals.
+
+Reads what the steps wrote (status.json, env.json, calibrate.json, gpu-tests.xml,
+kernels/results.json, tune-*.json, runtime/results.json, ncu-*.json); a step that did not run
+or failed leaves its figures out and the table says so. Pure reading: nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+# The goals of the GPU figures issue (ratios measured in the same run).
+GOAL_MATMUL_GEOMEAN, GOAL_MATMUL_WORST = 1.0, 0.85
+GOAL_W8, GOAL_W4 = 1.8, 3.0
+GOAL_COST_S = 1.5
+QUANT_KERNELS = ("matmul_w8a16", "matmul_w4a16")
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def geomean(values: list[float]) -> float | None:
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def _junit(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+    failed = [f"{c.get('classname')}::{c.get('name')}" for c in root.iter("testcase")
+              if c.find("failure") is not None or c.find("error") is not None]
+    return {**counts, "failed": failed}
+
+
+def _kernels(data: dict | None) -> dict[str, Any] | None:
+    if not data:
+        return None
+    rows = []
+    for r in data["results"]:
+        shape = r["shape"]
+        rows.append({"kernel": r["kernel"], "M": shape["M"], "N": shape["N"], "K": shape["K"],
+                     "quant": r["options"].get("quant"), "ms": r["triton"]["median_ms"],
+                     "torch_ms": r["baseline"]["median_ms"], "speedup": r["speedup"],
+                     "correct": r["accuracy"]["ok"]})
+    per_kernel = {}
+    for name in dict.fromkeys(r["kernel"] for r in rows):
+        mine = [r for r in rows if r["kernel"] == name]
+        small = [r["speedup"] for r in mine if r["M"] <= 16]
+        per_kernel[name] = {"geomean": geomean([r["speedup"] for r in mine]),
+                            "worst": min(r["speedup"] for r in mine), "shapes": len(mine),
+                            "m_le_16_geomean": geomean(small), "m_le_16_best": max(small, default=None),
+                            "all_correct": all(r["correct"] for r in mine)}
+    return {"rows": rows, "per_kernel": per_kernel}
+
+
+def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
+    seconds = {}
+    for step in (status or {}).get("steps", []):
+        if step["name"] != "tune":
+            continue
+        for c in step["commands"]:
+            if "autotune" in c["argv"] and c["exit"] == 0:
+                seconds[c["argv"][c["argv"].index("autotune") + 1]] = c["seconds"]
+    rows, invocations = [], []
+    for path in sorted(work.glob("tune-*.json")):
+        data = _load(path)
+        if not data:
+            continue
+        kernel_rows = []
+        for r in data["results"]:
+            def ms(t):
+                return t["median_ms"] if t else None
+            kernel_rows.append({
+                "kernel": r["kernel"], "problem": r["problem"], "M": r["shape"]["M"], "trials": r["trials_run"],
+                "valid": r["valid_configs"], "trials_to_best": r["trials_to_best"], "default_ms": ms(r["default"]),
+                "tuned_ms": ms(r["best"]), "torch_ms": ms(r["baseline"]),
+                "tuned_over_default": r["speedup_over_default"], "tuned_vs_torch": r["speedup_over_baseline"],
+                "failures": r["failures"], "best_config": r["best_config"]})
+        rows += kernel_rows
+        kernel = kernel_rows[0]["kernel"] if kernel_rows else path.stem.removeprefix("tune-")
+        trials = sum(r["trials"] for r in kernel_rows)
+        wall = seconds.get(kernel)
+        invocations.append({"kernel": kernel, "problems": len(kernel_rows), "trials": trials, "wall_s": wall,
+                            "s_per_trial": wall / trials if wall and trials else None})
+    if not rows:
+        return None
+    return {"rows": rows, "invocations": invocations}
+
+
+def _ncu(data: dict | None) -> dict[str, Any] | None:
+    if not data:
+        return None
+    ncu = data.get("profilers", {}).get("ncu") or {}
+    by_kernel: dict[str, list[dict]] = {}
+    for launch in ncu.get("launches", []):
+        by_kernel.setdefault(launch["kernel"], []).append(launch)
+
+    def med(values):
+        values = sorted(v for v in values if v is not None)
+        return values[len(values) // 2] if values else None
+
+    kernels = [{"kernel": name[:60], "launches": len(ls), "duration_us": med([x["duration_ns"] for x in ls]) / 1e3,
+                "memory_pct": med([x["memory_throughput_pct"] for x in ls]),
+                "sm_pct": med([x["sm_throughput_pct"] for x in ls]),
+                "occupancy_pct": med([x["achieved_occupancy_pct"] for x in ls]),
+                "registers": med([x["registers_per_thread"] for x in ls]), "grid": ls[0]["grid"],
+                "block": ls[0]["block"]} for name, ls in by_kernel.items()]
+    return {"status": ncu.get("status"), "reason": ncu.get("reason"), "kernels": kernels,
+            "problem": data["measurements"][0]["problem"] if data.get("measurements") else None}
+
+
+def _goal(name: str, value: float | None, target: str, met: bool | None, source: str, note: str = "") -> dict:
+    return {"figure": name, "value": value, "goal": target, "met": met, "source": source, "note": note}
+
+
+def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    tune, kern, rt = figures.get("tune"), figures.get("kernels"), figures.get("runtime")
+    mm = [r for r in (tune or {}).get("rows", []) if r["kernel"] == "matmul" and r["tuned_vs_torch"]]
+    if mm:
+        gm, worst = geomean([r["tuned_vs_torch"] for r in mm]), min(r["tuned_vs_torch"] for r in mm)
+        out.append(_goal("tuned bf16 matmul vs torch.matmul", gm, f">= {GOAL_MATMUL_GEOMEAN}x geomean, none < "
+                         f"{GOAL_MATMUL_WORST}x", gm >= GOAL_MATMUL_GEOMEAN and worst >= GOAL_MATMUL_WORST, "tune",
+                         f"worst {worst:.2f}x; {len(mm)} shapes tuned: M in "
+                         f"{sorted({r['M'] for r in mm})} only"))
+    else:
+        out.append(_goal("tuned bf16 matmul vs torch.matmul", None, ">= 1.0x geomean", None, "-", "not measured"))
+    for kernel, target in (("matmul_w8a16", GOAL_W8), ("matmul_w4a16", GOAL_W4)):
+        tuned = [r["tuned_vs_torch"] for r in (tune or {}).get("rows", []) if r["kernel"] == kernel
+                 and r["M"] <= 16 and r["tuned_vs_torch"]]
+        default = (kern or {}).get("per_kernel", {}).get(kernel, {}).get("m_le_16_geomean")
+        value, source = (geomean(tuned), "tune") if tuned else (default, "kernels (default configs)")
+        note = f"default configs at M<=16: {default:.2f}x geomean" if default and tuned else ""
+        out.append(_goal(f"{kernel} at M<=16 vs bf16 torch.matmul", value, f">= {target}x",
+                         None if value is None else value >= target, source, note))
+    rows = (tune or {}).get("rows", [])
+    over = [r["tuned_over_default"] for r in rows if r["tuned_over_default"]]
+    if over:
+        slower = [r["problem"] for r in rows if r["tuned_over_default"] and r["tuned_over_default"] < 1.0]
+        out.append(_goal("tuned vs default config (our kernels)", geomean(over), "report; never below 1.0x",
+                         not slower, "tune", f"worst {min(over):.2f}x over {len(over)} problems"
+                         + (f"; slower: {', '.join(slower)}" if slower else "")))
+    out.append(_goal("TPE on recorded grids", None, "within 3% in <= 10% of valid configs", None, "-",
+                     "not measured: the grids take hours (bench.tuning)"))
+    inv = [i for i in (tune or {}).get("invocations", []) if i["s_per_trial"]]
+    if inv:
+        cost = sum(i["wall_s"] for i in inv) / sum(i["trials"] for i in inv)
+        out.append(_goal("tuning cost per trial (compile pool)", cost, f"< {GOAL_COST_S} s", cost < GOAL_COST_S,
+                         "tune", "whole autotune commands / trials: process and pool start-up included"))
+    for g in (rt or {}).get("goals", []):
+        out.append(_goal(g["goal"], g["value"], f">= {g['target']}", g["met"], "runtime"))
+    return out
+
+
+def summarize(work: Path) -> dict[str, Any]:
+    """{"data": figures and goals, "markdown": the table} of the kit run in `work`."""
+    work = Path(work)
+    status = _load(work / "status.json")
+    env = _load(work / "env.json")
+    if env is None:
+        env = ((_load(work / "kernels/results.json") or {}).get("environment"))
+    figures: dict[str, Any] = {
+        "environment": env, "status": status, "calibrate": (_load(work / "calibrate.json") or {}).get("measured"),
+        "gpu_tests": _junit(work / "gpu-tests.xml"), "kernels": _kernels(_load(work / "kernels/results.json")),
+        "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
+        "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
+    }
+    figures["goals"] = goals(figures)
+    return {"data": figures, "markdown": markdown(figures)}
+
+
+def _x(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(f: dict[str, Any]) -> str:
+    env = f.get("environment") or {}
+    dev = env.get("device") or {}
+    lines = [f"# GPU kit run — {dev.get('label', 'unknown device')}", ""]
+    if env:
+        lines += [f"driver {env.get('driver')}; CUDA {env.get('cuda_runtime')}; torch {env.get('torch')}; "
+                  f"triton {env.get('triton')}; python {env.get('python')}.", ""]
+    status = f.get("status") or {}
+    if status:
+        lines += [f"Started {status.get('started')}; budget {status.get('budget_s')} s; timing settings "
+                  f"{status.get('settings')}.", "", "| step | status | seconds |", "|---|---|---:|"]
+        lines += [f"| {s['name']} | {s['status']} | {s['seconds']:.0f} |" for s in status.get("steps", [])]
+        lines.append("")
+    cal = f.get("calibrate")
+    if cal:
+        lines += [f"Calibrated: copy {cal['bandwidth_gbps']:.0f} GB/s (read + write); matmul "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in cal["tflops"].items()) + f" TFLOP/s at {cal['matmul_size']}^3.",
+                  ""]
+    t = f.get("gpu_tests")
+    if t:
+        lines += [f"pytest -m gpu: {t['tests']} tests, {t['failures']} failures, {t['errors']} errors, "
+                  f"{t['skipped']} skipped" + (f"; failed: {', '.join(t['failed'])}" if t["failed"] else "") + ".", ""]
+    lines += ["## Goals", "", "| figure | value | goal | met | from | note |", "|---|---:|---|---|---|---|"]
+    for g in f["goals"]:
+        met = "n/a" if g["met"] is None else ("**met**" if g["met"] else "**not met**")
+        value = "-" if g["value"] is None else (f"{g['value']:.0%}" if "roofline" in g["figure"] else
+                                                f"{g['value']:.2f}" + ("" if "cost" in g["figure"] else "x"))
+        lines.append(f"| {g['figure']} | {value} | {g['goal']} | {met} | {g['source']} | {g['note']} |")
+    k = f.get("kernels")
+    if k:
+        lines += ["", "## Kernels vs torch.matmul (default configs)", "",
+                  "| kernel | geomean | worst | M<=16 geomean | correct |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {name} | {_x(v['geomean'])}x | {_x(v['worst'])}x | {_x(v['m_le_16_geomean'])}x | "
+                  f"{'yes' if v['all_correct'] else 'NO'} |" for name, v in k["per_kernel"].items()]
+    tune = f.get("tune")
+    if tune:
+        lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
+                  "tuned / default | tuned vs torch |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in tune["rows"]:
+            lines.append(f"| {r['kernel']} | {r['problem'].replace('|', ' ')} | {r['trials']} | "
+                         f"{r['trials_to_best'] or '-'} | {_x(r['default_ms'], 4)} | {_x(r['tuned_ms'], 4)} | "
+                         f"{_x(r['torch_ms'], 4)} | {_x(r['tuned_over_default'])}x | {_x(r['tuned_vs_torch'])}x |")
+        lines += ["", "| autotune command | problems | trials | wall s | s per trial |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {i['kernel']} | {i['problems']} | {i['trials']} | {_x(i['wall_s'], 1)} | "
+                  f"{_x(i['s_per_trial'])} |" for i in tune["invocations"]]
+    for name, n in (f.get("ncu") or {}).items():
+        if not n:
+            continue
+        lines += ["", f"## ncu: {name} {n.get('problem') or ''}".rstrip(), "", f"{n['status']}: {n['reason']}", ""]
+        if n["kernels"]:
+            lines += ["| kernel | launches | duration us | memory % | SM % | occupancy % | regs | grid x block |",
+                      "|---|---:|---:|---:|---:|---:|---:|---|"]
+            lines += [f"| {x['kernel']} | {x['launches']} | {_x(x['duration_us'], 1)} | {_x(x['memory_pct'], 0)} | "
+                      f"{_x(x['sm_pct'], 0)} | {_x(x['occupancy_pct'], 1)} | {x['registers']} | "
+                      f"{x['grid']} x {x['block']} |" for x in n["kernels"]]
+    return "\n".join(lines) + "\n"

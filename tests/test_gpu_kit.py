@@ -1,0 +1,166 @@
+"""The GPU kit (bench/device): the runner's steps at CPU sizes, the summary read back from a
+real H200 run, ingesting into a results folder, and the synthetic models that stand in for
+files that cannot travel to the GPU machine."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from bench.device import ingest, run, summary
+from bench.device import models as kit_models
+from bench.device.steps import Command, Step, gpu_steps, smoke_steps
+
+from .models import minilm_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+H200_RUN = ROOT / "bench/results/2026-11-28-nvidia-h200/run-3"
+
+
+def test_gpu_and_smoke_steps_are_the_same_steps_in_the_same_order():
+    assert [s.name for s in gpu_steps()] == [s.name for s in smoke_steps()]
+    assert [s.name for s in gpu_steps()] == ["env", "gpu-tests", "kernels", "tune", "runtime", "ncu", "ncu-w4"]
+    for step in gpu_steps():  # no shell anywhere: argv lists only
+        assert step.commands and all(isinstance(c.argv, tuple) and c.argv for c in step.commands)
+
+
+def _step(name: str, code: str, cap: float = 30.0) -> Step:
+    return Step(name, name, cap, (Command(("{py}", "-c", code)),))
+
+
+def test_a_failing_or_hanging_step_is_recorded_and_the_next_one_runs(tmp_path):
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin"}
+    deadline = __import__("time").monotonic() + 60
+    ok = run.run_step(_step("ok", "print('fine')"), work, env, deadline)
+    bad = run.run_step(_step("bad", "import sys; sys.exit(3)"), work, env, deadline)
+    hang = run.run_step(_step("hang", "import time; time.sleep(60)", cap=3.0), work, env, deadline)
+    assert (ok["status"], bad["status"], hang["status"]) == ("ok", "failed", "timed out")
+    assert bad["commands"][0]["exit"] == 3 and hang["commands"][0]["exit"] is None
+    assert hang["seconds"] < 15  # killed at its cap, not waited for
+    assert "fine" in (work / "logs/ok.log").read_text()
+    missing = run.run_step(Step("gone", "gone", 5, (Command(("no-such-program-xyz",)),)), work, env, deadline)
+    assert missing["status"] == "failed" and "could not start" in (work / "logs/gone.log").read_text()
+
+
+def test_unknown_step_is_a_usage_error(tmp_path, capsys):
+    assert run.main(["--smoke", "--steps", "kernels,gpus", "--out", str(tmp_path)]) == 2
+    assert "unknown step 'gpus'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the smoke kit is the CPU stand-in of the GPU run")
+def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
+    """The whole kit at CPU sizes, as on the GPU machine: every step ok, the files that come
+    back, then ingest into a results folder whose tuned records `infertune db import` takes."""
+    packed = tmp_path / "packed"
+    if _has_minilm():
+        kit_models.pack("minilm-l6", packed)
+    out, work = tmp_path / "out", tmp_path / "work"
+    monkeypatch.chdir(ROOT)
+    argv = [sys.executable, "-m", "bench.device", "run", "--smoke", "--budget", "900", "--out", str(out),
+            "--work", str(work), "--models", str(packed), "--steps", "env,kernels,tune,runtime,ncu"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    status = json.loads((out / "status.json").read_text())
+    assert [s["status"] for s in status["steps"]] == ["ok"] * 5, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0
+    assert (out / "kit.tar.gz").is_file() and (out / "results.md").is_file()
+    data = json.loads((out / "results.json").read_text())
+    assert data["environment"]["device"]["kind"] == "cpu"
+    assert data["kernels"]["per_kernel"]["matmul"]["all_correct"]
+    assert {r["kernel"] for r in data["tune"]["rows"]} == {"matmul", "matmul_w4a16"}
+    assert data["ncu"]["matmul"]["status"] in ("absent", "refused", "failed")
+    minilm = data["runtime"]["minilm"]
+    assert ("embeddings_per_s" in minilm) == _has_minilm()  # synthetic MiniLM made from the packed files
+
+    results = tmp_path / "results"
+    (results / "README.md").parent.mkdir()
+    (results / "README.md").write_text("# Benchmark results\n")
+    for _ in range(2):  # ingesting again replaces the table, never duplicates it
+        assert ingest.main([str(out), "--results", str(results), "--name", "smoke"]) == 0
+    readme = (results / "README.md").read_text()
+    assert readme.count(ingest.README_BEGIN) == 1 and "smoke/results.md" in readme
+    folder = results / "smoke"
+    assert (folder / "run-1/kernels/results.json").is_file() and not list(folder.rglob("*.db"))
+    db = tmp_path / "imported.db"
+    imported = subprocess.run([sys.executable, "-m", "infertune", "db", "import", str(folder / "tuned-configs.json"),
+                               "--db", str(db)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0 and "imported 2 of 2" in imported.stdout, imported.stderr
+
+
+def _has_minilm() -> bool:
+    from runtime import store
+    return store.model_path("minilm-l6") is not None
+
+
+def test_summary_of_the_h200_run_matches_its_raw_files():
+    """The committed H200 run, read back: every figure recomputed from the raw JSON."""
+    data = summary.summarize(H200_RUN)["data"]
+    raw = json.loads((H200_RUN / "kernels/results.json").read_text())["results"]
+    for name, figures in data["kernels"]["per_kernel"].items():
+        speedups = [r["speedup"] for r in raw if r["kernel"] == name]
+        assert figures["geomean"] == pytest.approx(math.exp(sum(map(math.log, speedups)) / len(speedups)))
+        assert figures["worst"] == min(speedups) and figures["shapes"] == len(speedups)
+    tuned = [r for f in sorted(H200_RUN.glob("tune-*.json")) for r in json.loads(f.read_text())["results"]]
+    assert len(data["tune"]["rows"]) == len(tuned)
+    status = json.loads((H200_RUN / "status.json").read_text())
+    tune_cmds = [c for s in status["steps"] if s["name"] == "tune" for c in s["commands"] if "autotune" in c["argv"]]
+    cost = next(g for g in data["goals"] if g["figure"].startswith("tuning cost"))
+    assert cost["value"] == pytest.approx(sum(c["seconds"] for c in tune_cmds) / sum(r["trials_run"] for r in tuned))
+    w4 = next(g for g in data["goals"] if g["figure"].startswith("matmul_w4a16"))
+    w4_rows = [r["speedup_over_baseline"] for r in tuned if r["kernel"] == "matmul_w4a16" and r["shape"]["M"] <= 16]
+    assert w4["value"] == pytest.approx(summary.geomean(w4_rows)) and w4["met"] is (w4["value"] >= summary.GOAL_W4)
+    assert "| matmul_w4a16 |" in summary.markdown(data)
+
+
+def test_summary_of_an_empty_run_says_what_is_missing(tmp_path):
+    data = summary.summarize(tmp_path)["data"]
+    assert data["kernels"] is None and data["tune"] is None
+    tpe = next(g for g in data["goals"] if g["figure"] == "TPE on recorded grids")
+    assert tpe["met"] is None and "not measured" in tpe["note"]
+
+
+def test_ingest_refuses_archive_members_outside_the_folder(tmp_path):
+    import io
+    import tarfile
+    src = tmp_path / "src"
+    src.mkdir()
+    with tarfile.open(src / "kit.tar.gz", "w:gz") as tar:
+        for name in ("../escape.txt", "ok/inside.txt"):
+            payload = b"x"
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    ingest.unpack(src, tmp_path / "dest")
+    assert (tmp_path / "dest/ok/inside.txt").is_file() and not (tmp_path / "escape.txt").exists()
+
+
+def test_synthetic_minilm_has_the_real_shapes_and_loads(tmp_path, monkeypatch):
+    real = minilm_dir()
+    packed = kit_models.pack("minilm-l6", tmp_path / "packed")
+    assert not list(packed.rglob("*.safetensors"))  # the weights never travel
+    assert sum(p.stat().st_size for p in packed.rglob("*") if p.is_file()) < 2 << 20
+    monkeypatch.setenv("INFERTUNE_MODELS", str(tmp_path / "cache"))
+    made = kit_models.unpack(packed)
+    with safe_open(str(real / "model.safetensors"), "pt") as a, safe_open(str(made / "model.safetensors"), "pt") as b:
+        assert set(a.keys()) == set(b.keys())
+        for key in a.keys():
+            assert a.get_slice(key).get_shape() == b.get_slice(key).get_shape(), key
+            assert a.get_slice(key).get_dtype() == b.get_slice(key).get_dtype(), key
+        assert b.metadata()["infertune"] == "synthetic"
+        ln = b.get_tensor("encoder.layer.0.output.LayerNorm.weight")
+        assert torch.equal(ln, torch.ones_like(ln))
+        w = b.get_tensor("encoder.layer.0.output.dense.weight")
+        assert 0.015 < w.std().item() < 0.025 and not torch.equal(w, a.get_tensor("encoder.layer.0.output.dense.weight"))
+    from sentence_transformers import SentenceTransformer
+    vectors = SentenceTransformer(str(made), device="cpu").encode(["a first text", "another one"])
+    assert vectors.shape == (2, 384) and torch.isfinite(torch.as_tensor(vectors)).all()
+    shutil.rmtree(tmp_path / "cache")
