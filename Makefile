@@ -15,7 +15,7 @@ STAMP := $(VENV)/.infertune-installed
 # the model cache (INFERTUNE_MODELS, else ~/.cache/infertune/models): tests and the demo need them.
 MODELS_STAMP := $(VENV)/.infertune-models
 
-.PHONY: demo test install models clean
+.PHONY: demo test install models clean gpu-bundle
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -48,6 +48,13 @@ demo: $(STAMP) $(MODELS_STAMP)
 
 test: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+
+# What a lent GPU machine (no network) needs beside the tree: the wheels its image lacks (.whl/,
+# computed from pyproject against bench/device/image.txt; fails above 40 MiB) and MiniLM's files
+# without its weights (.kitmodels/). Carry both; run bench/device/run.sh there (README: On a GPU).
+gpu-bundle: $(STAMP) $(MODELS_STAMP)
+	$(PY) -m bench.device.bundle --dest .whl
+	$(PY) -m bench.device.models pack minilm-l6 .kitmodels
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

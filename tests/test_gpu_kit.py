@@ -164,3 +164,32 @@ def test_synthetic_minilm_has_the_real_shapes_and_loads(tmp_path, monkeypatch):
     vectors = SentenceTransformer(str(made), device="cpu").encode(["a first text", "another one"])
     assert vectors.shape == (2, 384) and torch.isfinite(torch.as_tensor(vectors)).all()
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_bundle_covers_every_requirement_the_image_lacks():
+    """Every requirement of pyproject (runtime and dev) that applies on the GPU machine's
+    Python is in the image or in the committed bundle list (`make gpu-bundle` rewrites it)."""
+    from packaging.utils import canonicalize_name
+
+    from bench.device import bundle
+    image, carried = bundle.image_packages(), bundle.bundle_names()
+    reqs = bundle.project_requirements()
+    assert {"torch", "optuna", "sqlalchemy", "pytest"} <= {canonicalize_name(r.name) for r in reqs}
+    for req in reqs:
+        if bundle.applies(req):
+            name = canonicalize_name(req.name)
+            assert name in image or name in carried, f"{req} is neither in image.txt nor in bundle.txt"
+    assert not carried & set(image), "a wheel is carried for a package the image has"
+    assert {canonicalize_name(r.name) for r in bundle.plan(reqs, image)} <= carried
+    assert image["torch"] == "2.11.0" and image["triton"] == "3.6.0" and image["numpy"] == "2.5.2"
+
+
+def test_bundle_markers_are_the_gpu_machines():
+    from packaging.requirements import Requirement
+
+    from bench.device import bundle
+    assert bundle.applies(Requirement("triton>=3.2; platform_system == 'Linux' and platform_machine == 'x86_64'"))
+    assert not bundle.applies(Requirement("pywin32; sys_platform == 'win32'"))
+    assert not bundle.applies(Requirement("tomli; python_version < '3.11'"))
+    assert bundle.applies(Requirement("psycopg-binary; extra == 'binary'"), frozenset({"binary"}))
+    assert not bundle.applies(Requirement("psycopg-pool; extra == 'pool'"), frozenset({"binary"}))
