@@ -15,7 +15,7 @@ STAMP := $(VENV)/.infertune-installed
 # the model cache (INFERTUNE_MODELS, else ~/.cache/infertune/models): tests and the demo need them.
 MODELS_STAMP := $(VENV)/.infertune-models
 
-.PHONY: demo test install models clean gpu-bundle
+.PHONY: demo test install models clean gpu-bundle gpu-rehearsal
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -55,6 +55,11 @@ test: $(STAMP) $(MODELS_STAMP)
 gpu-bundle: $(STAMP) $(MODELS_STAMP)
 	$(PY) -m bench.device.bundle --dest .whl
 	$(PY) -m bench.device.models pack minilm-l6 .kitmodels
+
+# The kit at CPU sizes on the GPU image's versions (Python 3.12, torch 2.11, triton 3.6,
+# transformers 5.17), offline, from the bundle: bench/device/rehearsal.sh. .ci/run calls it.
+gpu-rehearsal: gpu-bundle
+	KIT_PYTHON=$(PY) bash bench/device/rehearsal.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -117,11 +117,28 @@ def closure(reqs: list[Requirement], image: dict[str, str | None], dest: Path) -
     return wheels
 
 
+def image_dependencies(wheels: list[Path], image: dict[str, str | None]) -> list[str]:
+    """What the bundle's wheels need from the image, as pip requirements (the image's version
+    where it is recorded): a stand-in of the image (the CI rehearsal) must hold these too."""
+    needed: dict[str, str] = {}
+    for wheel in wheels:
+        for dep in requires_dist(wheel):
+            name = canonicalize_name(dep.name)
+            if applies(dep) and name in image and name not in needed:
+                needed[name] = f"{name}=={image[name]}" if image[name] else f"{name}{dep.specifier}"
+    return [needed[n] for n in sorted(needed)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.device.bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=ROOT / ".whl")
     parser.add_argument("--max-mib", type=float, default=MAX_MIB)
+    parser.add_argument("--image-deps", action="store_true",
+                        help="print what the wheels in --dest need from the image (one requirement a line), and stop")
     args = parser.parse_args(argv)
+    if args.image_deps:
+        print("\n".join(image_dependencies(sorted(args.dest.glob("*.whl")), image_packages())))
+        return 0
     args.dest.mkdir(parents=True, exist_ok=True)
     image = image_packages()
     wheels = closure(project_requirements(), image, args.dest)
