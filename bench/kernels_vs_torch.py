@@ -21,6 +21,7 @@ from pathlib import Path
 import kernels
 from infertune.benchmark import INTERPRETER_NOTE, BenchResult, bench
 from infertune.environment import collect_environment
+from infertune.errors import KernelFailed
 from infertune.jsonio import dumps
 from infertune.settings import Settings
 
@@ -30,14 +31,21 @@ NK_VALUES = ((4096, 4096), (14336, 4096), (4096, 14336))
 SMOKE_M, SMOKE_NK = (1, 13), ((96, 64),)
 
 
-def run(kernel_names, m_values, nk_values, dtype, seed) -> list[BenchResult]:
+def run(kernel_names, m_values, nk_values, dtype, seed, failures: list[dict] | None = None) -> list[BenchResult]:
+    """Bench every case; a case whose kernel raises goes to `failures` (its one line) and the rest run."""
     results = []
     for name in kernel_names:
         spec = kernels.get(name)
         for n, k in nk_values:
             for m in m_values:
                 problem = spec.problem({"M": m, "N": n, "K": k}, dtype)
-                r = bench(spec, problem, None, seed=seed, settings=Settings.from_env())
+                try:
+                    r = bench(spec, problem, None, seed=seed, settings=Settings.from_env())
+                except KernelFailed as exc:
+                    print(f"{name:14s} M={m:<5d} N={n:<6d} K={k:<6d} FAILED {exc}", flush=True)
+                    if failures is not None:
+                        failures.append({"kernel": name, "M": m, "N": n, "K": k, "error": str(exc)})
+                    continue
                 results.append(r)
                 print(f"{name:14s} M={m:<5d} N={n:<6d} K={k:<6d} triton {r.timing.median_ms:9.4f} ms  "
                       f"torch {r.baseline_timing.median_ms:9.4f} ms  x{r.speedup:5.2f}  "
@@ -45,7 +53,7 @@ def run(kernel_names, m_values, nk_values, dtype, seed) -> list[BenchResult]:
     return results
 
 
-def markdown(results: list[BenchResult], env: dict, when: str) -> str:
+def markdown(results: list[BenchResult], env: dict, when: str, failures: list[dict] = ()) -> str:
     dev = env["device"]
     lines = [
         f"# matmul kernels vs torch.matmul — {dev['label']}",
@@ -67,6 +75,9 @@ def markdown(results: list[BenchResult], env: dict, when: str) -> str:
             f"| {r.kernel} | {r.problem['M']} | {r.problem['N']} | {r.problem['K']} | {quant} | "
             f"{t.median_ms:.4f} ({t.p10_ms:.4f}-{t.p90_ms:.4f}) | {b.median_ms:.4f} ({b.p10_ms:.4f}-{b.p90_ms:.4f}) | "
             f"{r.speedup:.2f}x | {r.tflops:.1f} | {r.gbps:.0f} | {'yes' if r.comparison.ok else 'NO'} |")
+    if failures:
+        lines += ["", f"**{len(failures)} case(s) failed to run:**", ""]
+        lines += [f"- {f['kernel']} M={f['M']} N={f['N']} K={f['K']}: {f['error']}" for f in failures]
     by_kernel = {}
     for r in results:
         by_kernel.setdefault(r.kernel, []).append(r.speedup)
@@ -95,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     m_values, nk_values = (SMOKE_M, SMOKE_NK) if args.smoke else (M_VALUES, NK_VALUES)
-    results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed)
+    failures: list[dict] = []
+    results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed, failures)
     now = dt.datetime.now(dt.timezone.utc)
     out = args.out or Path("bench/results") / f"kernels-vs-torch-{slug(env.device.name)}-{now:%Y-%m-%d}"
     out.mkdir(parents=True, exist_ok=True)
     env_dict = env.to_dict()
     (out / "results.json").write_text(dumps(
         {"benchmark": "kernels_vs_torch", "date": now.isoformat(timespec="seconds"), "seed": seed,
-         "environment": env_dict, "results": [r.to_dict() for r in results]}))
-    (out / "results.md").write_text(markdown(results, env_dict, now.strftime("%Y-%m-%d")))
+         "environment": env_dict, "results": [r.to_dict() for r in results], "failures": failures}))
+    (out / "results.md").write_text(markdown(results, env_dict, now.strftime("%Y-%m-%d"), failures))
     print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
-    return 0 if all(r.comparison.ok for r in results) else 1
+    if failures:
+        print(f"{len(failures)} of {len(failures) + len(results)} cases failed to run", file=sys.stderr)
+    return 0 if results and not failures and all(r.comparison.ok for r in results) else 1
 
 
 if __name__ == "__main__":

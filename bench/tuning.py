@@ -478,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(dumps(data))
     (out / "results.md").write_text(markdown(json.loads(dumps(data))))
     print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    # A part in which nothing passed measured nothing: say so with the exit code (seen under
+    # triton 3.6's interpreter with numpy >= 2.4: every trial failed and the run exited 0).
+    nothing = [f"grid {g['kernel']} {g['problem']}" for g in grids if not g["passing"]]
+    nothing += [f"search {r['problem']}" for r in rows if r["tuned"] is None]
+    if nothing:
+        print(f"no config passed in: {', '.join(nothing)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,10 +13,11 @@ import torch
 from kernels.accuracy import Comparison, compare
 from kernels.config_source import get_config_source
 from kernels.device import DeviceInfo, current_device
-from kernels.errors import UnsupportedOnDevice
+from kernels.errors import KernelError, UnsupportedOnDevice
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing, measure
 
+from .errors import KernelFailed, one_line
 from .settings import Settings
 
 
@@ -25,7 +26,7 @@ class CheckResult:
     kernel: str
     problem_key: str
     config: str
-    status: str  # "ok", "mismatch" or "unsupported"
+    status: str  # "ok", "mismatch", "unsupported" or "error" (the kernel raised: `reason` says how)
     comparison: Comparison | None = None
     reason: str | None = None
 
@@ -141,8 +142,23 @@ def check(spec: KernelSpec, problem: Problem, config: Config | None = None, *, s
         return CheckResult(spec.name, key, "", "unsupported", reason=reason)
     chosen, _ = resolve(spec, problem, config, device)
     inputs = spec.make_inputs(problem, device.torch_device, _generator(device, seed))
-    comparison = compare(spec.launch(inputs, chosen).float(), spec.reference(inputs), spec.tolerance(problem))
+    try:
+        out = _launch(spec, inputs, chosen)
+    except KernelFailed as exc:
+        return CheckResult(spec.name, key, str(chosen), "error", reason=str(exc))
+    comparison = compare(out.float(), spec.reference(inputs), spec.tolerance(problem))
     return CheckResult(spec.name, key, str(chosen), "ok" if comparison.ok else "mismatch", comparison)
+
+
+def _launch(spec: KernelSpec, inputs, config: Config):
+    """spec.launch, a failure of the kernel raised as KernelFailed (one line, with the kernel
+    and config); bad input (KernelError) passes through as it is."""
+    try:
+        return spec.launch(inputs, config)
+    except KernelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing kernel is a result, told in one line
+        raise KernelFailed(f"{spec.name} {config} failed: {one_line(exc)}") from exc
 
 
 def bench(spec: KernelSpec, problem: Problem, config: Config | None = None, *, seed: int = 0,
@@ -150,7 +166,7 @@ def bench(spec: KernelSpec, problem: Problem, config: Config | None = None, *, s
     """Check `config` (or the config source's choice) against the reference, then time it and
     the torch baseline on the same inputs.
 
-    Raises: UnsupportedOnDevice, InvalidConfig.
+    Raises: UnsupportedOnDevice, InvalidConfig, KernelFailed (the kernel raised while running).
     """
     settings = settings or Settings.from_env()
     device = current_device()
@@ -159,7 +175,7 @@ def bench(spec: KernelSpec, problem: Problem, config: Config | None = None, *, s
         raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")
     chosen, source = resolve(spec, problem, config, device)
     inputs = spec.make_inputs(problem, device.torch_device, _generator(device, seed))
-    comparison = compare(spec.launch(inputs, chosen).float(), spec.reference(inputs), spec.tolerance(problem))
+    comparison = compare(_launch(spec, inputs, chosen).float(), spec.reference(inputs), spec.tolerance(problem))
     min_reps = settings.min_reps if device.kind == "cuda" else settings.min_reps_cpu
     timing_args = dict(device=device.torch_device, warmup_ms=settings.warmup_ms, rep_ms=settings.rep_ms, min_reps=min_reps)
     timing = measure(lambda: spec.launch(inputs, chosen), interpreter=device.interpreter, **timing_args)

@@ -127,3 +127,46 @@ def test_a_dtype_the_device_cannot_run_says_so(capsys):
 def test_cli_runner_sees_exit_code_2_for_library_errors():
     result = runner.invoke(app, ["bench", "nope", "--shape", "1x2x3"])
     assert result.exit_code == 2 and "unknown kernel" in result.output
+
+
+def _broken(monkeypatch, name: str = "rmsnorm"):
+    """Make `name`'s launcher raise as Triton 3.6's interpreter does under numpy >= 2.4."""
+    import dataclasses
+
+    def boom(*_args, **_kwargs):
+        raise TypeError("at 12:4:\n    for i in range(n):\n    ^\nonly 0-dimensional arrays can be converted to "
+                        "Python scalars")
+
+    broken = dataclasses.replace(kernels.get(name), launch=boom)
+    real_get = kernels.get
+    monkeypatch.setattr(kernels, "get", lambda n: broken if n == name else real_get(n))
+    return broken
+
+
+def test_a_kernel_that_raises_in_check_is_one_line_and_exit_1(capsys, monkeypatch):
+    _broken(monkeypatch)
+    code, out, err = run_main(capsys, "check", "rmsnorm", "matmul", "--dtype", "fp32")
+    assert code == 1 and "Traceback" not in out + err
+    flat = " ".join(w for w in out.split() if w != "│")
+    assert "ERROR rmsnorm" in flat and "only 0-dimensional arrays" in flat and "ok SQNR" in flat  # matmul still ran
+    code, out, err = run_main(capsys, "check", "rmsnorm", "--dtype", "fp32", "--json")
+    assert code == 1 and json.loads(out)["results"][0]["status"] == "error"
+
+
+def test_a_kernel_that_raises_in_bench_is_one_line_and_exit_1(capsys, monkeypatch):
+    _broken(monkeypatch)
+    code, out, err = run_main(capsys, "bench", "rmsnorm", "--shape", "13x257", "--dtype", "fp32")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in out + err
+    assert lines[0].startswith("error: rmsnorm") and "only 0-dimensional arrays" in lines[0]
+
+
+def test_benchmark_part_with_failing_cases_exits_nonzero(tmp_path, monkeypatch, capsys):
+    from bench import kernels_vs_torch
+    _broken(monkeypatch, "matmul_w4a16")
+    monkeypatch.setenv("INFERTUNE_REP_MS", "0")
+    monkeypatch.setenv("INFERTUNE_WARMUP_MS", "0")
+    code = kernels_vs_torch.main(["--smoke", "--out", str(tmp_path), "--kernels", "matmul,matmul_w4a16"])
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert code == 1 and len(data["failures"]) == 2 and {r["kernel"] for r in data["results"]} == {"matmul"}
+    assert "only 0-dimensional arrays" in (tmp_path / "results.md").read_text()

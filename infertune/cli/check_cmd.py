@@ -43,11 +43,13 @@ def check(
         for r in results:
             if r.status == "unsupported":
                 state = f"[yellow]skipped[/]: {r.reason}"
+            elif r.status == "error":
+                state = f"[red]ERROR[/] {r.reason}"
             else:
                 c = r.comparison
                 state = ("[green]ok[/]" if r.status == "ok" else f"[red]MISMATCH[/] {c.bad_elements}/{c.total_elements}")
                 state += f" SQNR {c.sqnr_db:.1f} dB, max rel err {c.max_rel_err:.1e}"
             table.add_row(r.kernel, r.problem_key, state)
         console.print(table)
-    if any(r.status == "mismatch" for r in results):
+    if any(r.status in ("mismatch", "error") for r in results):
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ from reports.runfile import RunDirError
 from runtime.errors import ModelError
 from tuner.database import DatabaseError
 
-from ..errors import UsageError
+from ..errors import KernelFailed, UsageError
 from ..jsonio import dumps
 from ..settings import SettingError
 
@@ -50,6 +50,8 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             raise fail(str(exc)) from None
+        except KernelFailed as exc:  # not bad input: the kernel broke; one line, exit 1
+            raise fail(str(exc), code=1) from None
 
     return wrapper  # type: ignore[return-value]
 
