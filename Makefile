@@ -27,7 +27,10 @@ $(STAMP): pyproject.toml
 	  fi; \
 	fi
 	@$(PY) -c "import torch" >/dev/null 2>&1 || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@# Offline (a lent GPU machine): the carried wheels of make gpu-bundle, no build isolation
+	@# (setuptools comes from the image instead of the network).
+	$(PY) -m pip install --quiet -e ".[dev]" || { [ -d .whl ] && echo "no index: installing from .whl/" && \
+	  $(PY) -m pip install --quiet --no-index --find-links .whl --no-build-isolation -e ".[dev]"; }
 	@touch $(STAMP)
 
 install: $(STAMP)

