@@ -5,8 +5,9 @@
 Everything a step makes lands in a work folder (default a fresh temporary one); at the end the
 output folder (--out, else $OUT, else bench/device/out) gets `status.json` (each step: ok /
 failed / timed out / not run, seconds, the commands' exit codes), `kit.tar.gz` (the work
-folder: logs, results, tuned database, run directories) and `results.md` (the figures, when the
-summary can be made). A step that fails or times out is recorded and the next one runs.
+folder: logs, results, tuned database, run directories), `tuned-configs.json` (the tuned
+records, as `infertune db import` takes them) and `results.md` / `results.json` (the figures,
+when the summary can be made). A step that fails or times out is recorded and the next one runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         print(summary["markdown"])
     except Exception as exc:  # noqa: BLE001 - the raw files still go back; ingest makes the summary there
         print(f"summary failed ({type(exc).__name__}: {exc}); the raw files are in kit.tar.gz", flush=True)
+    exports = sorted((work / "tuned").glob("*.json"))
+    if exports:  # the tuned records beside the tarball: `infertune db import` takes this file
+        shutil.copyfile(exports[0], out / "tuned-configs.json")
     pack(work, out / "kit.tar.gz")
     print(f"wrote {out}/status.json and kit.tar.gz in {time.monotonic() - begun:.0f} s")
     return 0 if all(s["status"] == "ok" for s in status["steps"]) else 1
