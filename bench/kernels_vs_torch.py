@@ -14,11 +14,11 @@ import argparse
 import datetime as dt
 import math
 import random
-import re
 import sys
 from pathlib import Path
 
 import kernels
+from bench.common import slug
 from infertune.benchmark import INTERPRETER_NOTE, BenchResult, bench
 from infertune.environment import collect_environment
 from infertune.errors import KernelFailed
@@ -86,10 +86,6 @@ def markdown(results: list[BenchResult], env: dict, when: str, failures: list[di
         gm = math.exp(sum(math.log(s) for s in speedups) / len(speedups))
         lines.append(f"- {name}: {gm:.2f}x over {len(speedups)} shapes")
     return "\n".join(lines) + "\n"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,7 @@ from typing import Any
 
 import torch
 
+from bench.common import slug
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
 from infertune.inference import launch_configs
@@ -110,10 +111,6 @@ FULL = Sizes(prompt_len=512, new_tokens=128, reps=5, copy_bytes=2 << 30, copy_re
              minilm_batch=256, minilm_tokens=128, minilm_texts=1024)
 SMOKE = Sizes(prompt_len=16, new_tokens=8, reps=3, copy_bytes=8 << 20, copy_reps=5,
               minilm_batch=4, minilm_tokens=16, minilm_texts=8)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
 def stats(values: list[float]) -> dict[str, float] | None:

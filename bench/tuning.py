@@ -42,7 +42,6 @@ import json
 import math
 import os
 import random
-import re
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import kernels
+from bench.common import geomean, slug
 from infertune.autotune import autotune_problem
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
@@ -80,10 +80,6 @@ GOAL_THRESHOLD = 0.03
 GOAL_TUNED_VS_TORCH = 1.0
 GOAL_COST_S = 1.5
 DATA_DIR = Path("bench/data")
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
 def shape_text(shape: tuple[int, int, int]) -> str:
@@ -119,11 +115,6 @@ def search_options(**kwargs) -> SearchOptions:
 
 def timing_stats(t) -> dict[str, float] | None:
     return None if t is None else {"median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms}
-
-
-def geomean(values: list[float]) -> float | None:
-    values = [v for v in values if v and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
 def median_or_none(values: list[float]) -> float | None:

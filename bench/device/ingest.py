@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from .summary import summarize
+from bench.common import slug
+
+from .summary import goals_table, summarize
 
 # Large or binary files the results folder does not keep: databases (the tuned records are
 # exported as JSON), the synthetic model files, ncu's raw CSV (its launches are in run.json).
@@ -30,10 +31,6 @@ SKIP_PARTS = ("models",)
 SKIP_NAMES = ("ncu_raw.csv",)
 MAX_FILE_BYTES = 2 << 20
 README_BEGIN, README_END = "<!-- latest-gpu-figures:begin -->", "<!-- latest-gpu-figures:end -->"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
 def _safe_members(tar: tarfile.TarFile, dest: Path):
@@ -91,17 +88,6 @@ def tuned_export(folder: Path) -> dict | None:
         else:
             document["records"] = document.get("records", []) + data.get("records", [])
     return document if document and document.get("records") else None
-
-
-def goals_table(goals: list[dict]) -> list[str]:
-    lines = ["| figure | value | goal | met | from | note |", "|---|---:|---|---|---|---|"]
-    for g in goals:
-        met = "n/a" if g["met"] is None else ("**met**" if g["met"] else "**not met**")
-        v = g["value"]
-        value = "-" if v is None else (f"{v:.0%}" if "roofline" in g["figure"] else
-                                       f"{v:.2f}" + ("" if "cost" in g["figure"] else "x"))
-        lines.append(f"| {g['figure']} | {value} | {g['goal']} | {met} | {g['source']} | {g['note']} |")
-    return lines
 
 
 def latest_goals(runs: list[tuple[str, dict]]) -> list[dict]:
@@ -163,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            or "a hand-made rerun (no status.json)"))
     notes = folder / "NOTES.md"
     if notes.is_file():
-        lines += ["", f"Read [NOTES.md](NOTES.md) for what these figures mean and what they do not."]
+        lines += ["", "Read [NOTES.md](NOTES.md) for what these figures mean and what they do not."]
     (folder / "results.md").write_text("\n".join(lines) + "\n")
     (folder / "results.json").write_text(json.dumps({"environment": env, "goals": goals,
                                                      "runs": [name for name, _ in runs]}, indent=1) + "\n")

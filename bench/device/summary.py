@@ -8,10 +8,11 @@ or failed leaves its figures out and the table says so. Pure reading: nothing is
 from __future__ import annotations
 
 import json
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from bench.common import geomean
 
 # The goals of the GPU figures issue (ratios measured in the same run).
 GOAL_MATMUL_GEOMEAN, GOAL_MATMUL_WORST = 1.0, 0.85
@@ -25,11 +26,6 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def geomean(values: list[float]) -> float | None:
-    values = [v for v in values if v and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
 def _junit(path: Path) -> dict[str, Any] | None:
@@ -183,6 +179,18 @@ def summarize(work: Path) -> dict[str, Any]:
     return {"data": figures, "markdown": markdown(figures)}
 
 
+def goals_table(goals: list[dict[str, Any]]) -> list[str]:
+    """The goals as Markdown table lines (a ratio as 1.23x, a share of the roofline as %, seconds bare)."""
+    lines = ["| figure | value | goal | met | from | note |", "|---|---:|---|---|---|---|"]
+    for g in goals:
+        met = "n/a" if g["met"] is None else ("**met**" if g["met"] else "**not met**")
+        v = g["value"]
+        value = "-" if v is None else (f"{v:.0%}" if "roofline" in g["figure"] else
+                                       f"{v:.2f}" + ("" if "cost" in g["figure"] else "x"))
+        lines.append(f"| {g['figure']} | {value} | {g['goal']} | {met} | {g['source']} | {g['note']} |")
+    return lines
+
+
 def _x(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -209,12 +217,7 @@ def markdown(f: dict[str, Any]) -> str:
     if t:
         lines += [f"pytest -m gpu: {t['tests']} tests, {t['failures']} failures, {t['errors']} errors, "
                   f"{t['skipped']} skipped" + (f"; failed: {', '.join(t['failed'])}" if t["failed"] else "") + ".", ""]
-    lines += ["## Goals", "", "| figure | value | goal | met | from | note |", "|---|---:|---|---|---|---|"]
-    for g in f["goals"]:
-        met = "n/a" if g["met"] is None else ("**met**" if g["met"] else "**not met**")
-        value = "-" if g["value"] is None else (f"{g['value']:.0%}" if "roofline" in g["figure"] else
-                                                f"{g['value']:.2f}" + ("" if "cost" in g["figure"] else "x"))
-        lines.append(f"| {g['figure']} | {value} | {g['goal']} | {met} | {g['source']} | {g['note']} |")
+    lines += ["## Goals", "", *goals_table(f["goals"])]
     k = f.get("kernels")
     if k:
         lines += ["", "## Kernels vs torch.matmul (default configs)", "",
