@@ -1,10 +1,11 @@
 """Model-driven tuning: the (kernel, problem) list of a built-in model at the batch sizes and
 prompt length a user serves, from the runtime's launch list (runtime/launches.py). The
-library behind `infertune autotune --model NAME --batch 1,8,64 --seq 128`."""
+library behind `infertune autotune --model NAME --batch 1,8,64 --prompt-len 128`."""
 
 from __future__ import annotations
 
 import kernels as kernel_library
+from kernels.scheme_names import canonical_scheme
 from kernels.spec import KernelSpec, Problem
 from runtime import ModelError, get_preset, kernel_launches, unique_problems
 
@@ -26,10 +27,11 @@ def model_problems(model: str, *, batches: list[int], seq: int, gen: int, dtype:
                    kernel: str | None = None) -> list[tuple[KernelSpec, Problem]]:
     """Every distinct (kernel, problem) that `model` launches for prefill of `seq` tokens and
     decode (KV cache of seq + gen) at each batch size, in launch order; `kernel` keeps only
-    that kernel's. Raises UsageError for an unknown model, a bad size or a kernel the model
+    that kernel's. `quant` may be a scheme's alias ("w4g128" for "int4-g128"). Raises UsageError for an unknown model, a bad size or a kernel the model
     never launches."""
     try:
         config = get_preset(model).config
+        quant = canonical_scheme(quant) if quant is not None else None
         jobs: dict[tuple[str, Problem], None] = {}
         for batch in batches:
             launches = kernel_launches(config, batch=batch, seq=seq, dtype=dtype, quant=quant, gen=gen)

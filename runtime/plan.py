@@ -11,7 +11,8 @@ Layer names are the runtime's linear layers: `layers.{i}.qkv`, `layers.{i}.o`,
 `layers.{i}.gate_up`, `layers.{i}.down` (decoders), `layers.{i}.qkv/o/up/down`
 (encoders); keys are exact names or fnmatch patterns. An exact name beats a pattern, and a
 longer pattern beats a shorter one (`layers.3.*` over `layers.*`). Schemes are
-runtime.linear.SCHEMES ("none" keeps the model dtype). A plan overrides the variant's
+runtime.linear.SCHEMES ("none" keeps the model dtype); the variant spellings are aliases
+(`w8`, `w4g128`, `fp8`: kernels/scheme_names.py) and are read as the canonical names. A plan overrides the variant's
 weight scheme layer by layer; the variant's scheme is the default when the plan has none.
 """
 
@@ -22,6 +23,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kernels.scheme_names import canonical_scheme
 
 from .errors import ModelError
 from .linear import SCHEMES
@@ -41,9 +44,13 @@ class Plan:
     notes: Mapping[str, object] = field(default_factory=dict)  # what the search measured
 
     def __post_init__(self) -> None:
+        # One spelling per scheme: "w4g128" in a hand-written plan is "int4-g128".
+        object.__setattr__(self, "default", _canonical(self.default))
+        object.__setattr__(self, "layers", {k: _canonical(v) for k, v in self.layers.items()})
         for key, scheme in [("default", self.default), *self.layers.items()]:
             if scheme is not None and scheme not in SCHEMES:
-                raise InvalidPlan(f"plan: {key} has unknown scheme {scheme!r}; schemes: {', '.join(SCHEMES)}")
+                raise InvalidPlan(f"plan: {key} has unknown scheme {scheme!r}; schemes: {', '.join(SCHEMES)} "
+                                  "(w8, w4gN and fp8 are accepted for int8, int4-gN and fp8-row)")
 
     def scheme_for(self, name: str, fallback: str) -> str:
         """The scheme of layer `name`; `fallback` (the variant's) when nothing matches."""
@@ -63,6 +70,10 @@ class Plan:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+
+def _canonical(scheme):
+    return canonical_scheme(scheme) if isinstance(scheme, str) else scheme
 
 
 def load_plan(path: str | Path) -> Plan:

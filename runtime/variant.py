@@ -3,9 +3,11 @@
     VARIANT  := DTYPE ("+" WEIGHTS)? ("+cg")? (":" BACKEND)?
     DTYPE    := fp32 | fp16 | bf16                       activations and float weights
     WEIGHTS  := w8 | w4g32 | w4g64 | w4g128 | fp8         weight quantization of the linear layers
+                (or the kernels' names of the same schemes: int8 | int4-g32 | int4-g64 |
+                int4-g128 | fp8-row; kernels/scheme_names.py; a variant shows the short one)
     BACKEND  := triton | triton-default | torch
 
-`bf16`, `bf16+w4g128`, `fp16+w8:torch`, `bf16+w8+cg:triton`. `triton` launches our kernels
+`bf16`, `bf16+w4g128` (= `bf16+int4-g128`), `fp16+w8:torch`, `bf16+w8+cg:triton`. `triton` launches our kernels
 with configs from the tuned database (nearest bucket, else the heuristic); `triton-default`
 launches them with the heuristic configs only (the database off: what tuning is measured
 against); `torch` runs reference torch ops on any device (quantized weights dequantized at
@@ -17,6 +19,8 @@ seconds a launch, fine for tests at small sizes, not for a 30-layer model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from kernels.scheme_names import canonical_scheme, short_scheme
 
 from .errors import InvalidVariant
 
@@ -55,13 +59,15 @@ def parse_variant(text: str, *, gpu: bool) -> Variant:
     """Parse a variant string; the backend defaults by `gpu`. Raises InvalidVariant (one line)."""
     spec, _, backend = text.strip().partition(":")
     parts = [p.strip() for p in spec.split("+")]
-    form = "DTYPE[+w8|w4g32|w4g64|w4g128|fp8][+cg][:triton|triton-default|torch], e.g. bf16+w4g128"
+    form = ("DTYPE[+w8|w4g32|w4g64|w4g128|fp8][+cg][:triton|triton-default|torch], e.g. bf16+w4g128 "
+            "(int8, int4-gN and fp8-row name the same schemes)")
     if not parts or parts[0] not in DTYPES:
         raise InvalidVariant(f"malformed variant {text!r}: it starts with a dtype ({', '.join(DTYPES)}); expected {form}")
     weights, graphs = None, False
     for part in parts[1:]:
-        if part in WEIGHT_SCHEMES and weights is None:
-            weights = part
+        short = short_scheme(canonical_scheme(part))  # "int4-g128" and "w4g128" are one scheme
+        if short in WEIGHT_SCHEMES and weights is None:
+            weights = short
         elif part == "cg" and not graphs:
             graphs = True
         else:

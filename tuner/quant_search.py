@@ -37,6 +37,7 @@ import optuna
 from optuna.trial import TrialState
 
 from kernels.device import DeviceInfo
+from kernels.scheme_names import canonical_scheme
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing
 
@@ -93,15 +94,17 @@ def candidates(text: str, shape: dict[str, int], dtype: str, bias: bool, device:
                spec_of: Callable[[str], KernelSpec]) -> list[Candidate]:
     """The schemes named by `text` ("all", or a comma list like "int8,int4-g128") for the
     layer `shape` (M, N, K) in `dtype`. "all" keeps what this device and dtype run and drops
-    the rest; a named scheme that cannot run is an error. Raises SchemeError."""
+    the rest; a named scheme that cannot run is an error. A scheme may be named by its alias
+    ("w4g128" for "int4-g128"; kernels/scheme_names.py). Raises SchemeError."""
     by_name = {s.name: s for s in SCHEMES}
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [canonical_scheme(n) for n in text.split(",") if n.strip()]
     explicit = names != ["all"]
     if not explicit:
         names = list(DEFAULT_SCHEMES)
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise SchemeError(f"unknown quantization scheme {unknown[0]!r}; known: all, {', '.join(by_name)}")
+        raise SchemeError(f"unknown quantization scheme {unknown[0]!r}; known: all, {', '.join(by_name)} "
+                          "(or w8, w4gN, fp8 for int8, int4-gN, fp8-row)")
     found = []
     for name in dict.fromkeys(names):
         scheme = by_name[name]
