@@ -3,6 +3,12 @@
 Each kernel is one module exporting one `SPEC` (see kernels/spec.py) and a public function.
 `REGISTRY` lists them explicitly; `get(name)` finds one.
 
+Layouts: every public kernel function reads each tensor input through its strides (any
+view: slices, transposes, column slices of a fused projection, stride-0 broadcasts; the
+1-D side tensors too: bias, weights, scales, positions, seq_lens) and writes `out`
+through its strides. An `out` whose elements share memory is refused with InvalidProblem.
+tests/test_kernels_generic.py checks every input of every kernel in such layouts.
+
 Where there is no CUDA device, Triton must run through its CPU interpreter, and Triton
 reads TRITON_INTERPRET when a kernel is decorated, so it is set here, before any kernel
 module is imported (an explicit TRITON_INTERPRET in the environment is left alone).

@@ -26,6 +26,7 @@ from . import constraints as C
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
+from .layout import check_out_writable
 from .launching import needs_dot_upcast, run
 from .spec import Config, KernelSpec, Option, Param, Problem, Tolerance
 
@@ -86,7 +87,7 @@ def _attention_kernel(
     stride_qb, stride_qs, stride_qh, stride_qd,
     stride_kb, stride_ks, stride_kh, stride_kd,
     stride_vb, stride_vs, stride_vh, stride_vd,
-    stride_ob, stride_os, stride_oh, stride_od,
+    stride_ob, stride_os, stride_oh, stride_od, stride_lens,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
     CAUSAL: tl.constexpr, HAS_LENS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -99,7 +100,7 @@ def _attention_kernel(
     # launching them first evens out the tail of the grid.
     start_m = (tl.num_programs(1) - 1 - tl.program_id(1)) * BLOCK_M
     if HAS_LENS:
-        seq_len = min(tl.load(lens_ptr + b), S)  # clamped: a bad length cannot read out of bounds
+        seq_len = min(tl.load(lens_ptr + b * stride_lens), S)  # clamped: a bad length cannot read out of bounds
     else:
         seq_len = S
 
@@ -176,10 +177,12 @@ def _check_problem(problem: Problem) -> str | None:
 
 
 def check_out(out: torch.Tensor, shape: tuple[int, ...], like: torch.Tensor) -> None:
-    """Raise InvalidProblem unless a caller's `out` has the output's shape, dtype and device."""
+    """Raise InvalidProblem unless a caller's `out` has the output's shape, dtype and device
+    (any strides, but one address per element)."""
     if tuple(out.shape) != shape or out.dtype != like.dtype or out.device != like.device:
         raise InvalidProblem(f"out must be {like.dtype} {shape} on {like.device}; got "
                              f"{out.dtype} {tuple(out.shape)} on {out.device}")
+    check_out_writable("attention", out)
 
 
 def _launch(inputs: AttentionInputs, config: Config, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -194,7 +197,7 @@ def _launch(inputs: AttentionInputs, config: Config, out: torch.Tensor | None = 
     _attention_kernel[grid](
         q, k, v, out, lens if lens is not None else q,
         S, H, scale * LOG2E,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(), lens.stride(0) if lens is not None else 0,
         GROUP=H // k.shape[2], HEAD_DIM=D,
         CAUSAL=inputs.causal, HAS_LENS=lens is not None, UPCAST=needs_dot_upcast(q.dtype),
         # fp32 inputs are multiplied in full fp32 (as torch does by default), not TF32.

@@ -43,7 +43,7 @@ def _decode_split_kernel(
     stride_kb, stride_kl, stride_kh, stride_kd,
     stride_vb, stride_vl, stride_vh, stride_vd,
     stride_ob, stride_oh, stride_os, stride_od,
-    stride_lb, stride_lh, stride_ls,
+    stride_lb, stride_lh, stride_ls, stride_lens,
     GROUP: tl.constexpr, GROUP_BLOCKS: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
     UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -52,7 +52,7 @@ def _decode_split_kernel(
     hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
     group_start = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G
     split = tl.program_id(2)
-    seq_len = min(tl.load(lens_ptr + b), L)  # clamped: a bad length cannot read out of bounds
+    seq_len = min(tl.load(lens_ptr + b * stride_lens), L)  # clamped: a bad length cannot read out of bounds
 
     # This split's share of the sequence's tiles (not of L: short sequences split finer).
     tiles_per_split = tl.cdiv(tl.cdiv(seq_len, BLOCK_N), NUM_SPLITS)
@@ -191,7 +191,7 @@ def _launch(inputs: DecodeInputs, config: Config, out: torch.Tensor | None = Non
     _decode_split_kernel[(B, HKV * group_blocks, splits)](
         q, k, v, lens, part, lse,
         L, scale * LOG2E,
-        *q.stride(), *k.stride(), *v.stride(), *part.stride(), *lse_strides,
+        *q.stride(), *k.stride(), *v.stride(), *part.stride(), *lse_strides, lens.stride(0),
         GROUP=H // HKV, GROUP_BLOCKS=group_blocks, HEAD_DIM=D, NUM_SPLITS=splits,
         UPCAST=needs_dot_upcast(q.dtype),
         INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",

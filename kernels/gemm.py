@@ -49,17 +49,18 @@ def split_k_tiles(pid_k, K, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
 
 
 @triton.jit
-def store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
+def store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on, stride_bias,
                HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
-    """Without split-K: add the bias and store in the output dtype. With it: store the fp32
-    partial of split pid_k (reduce_partials adds the splits and the bias)."""
+    """Without split-K: add the bias (element n at bias_ptr + n * stride_bias) and store in
+    the output dtype. With it: store the fp32 partial of split pid_k (reduce_partials adds
+    the splits and the bias)."""
     mask_m = offs_m < M
     mask_n = offs_n < N
     c_mask = mask_m[:, None] & mask_n[None, :]
     c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
     if SPLIT_K == 1:
         if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            acc += tl.load(bias_ptr + offs_n * stride_bias, mask=mask_n, other=0.0).to(tl.float32)[None, :]
         tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
     else:
         tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
@@ -156,6 +157,11 @@ def output_target(out: torch.Tensor, config: Config) -> tuple[torch.Tensor, int]
     M, N = out.shape
     partials = torch.empty((split_k, M, N), device=out.device, dtype=torch.float32)
     return partials, partials.stride(0)
+
+
+def bias_stride(bias: torch.Tensor | None) -> int:
+    """The element stride of a bias vector (0 when there is none: the kernel never reads it)."""
+    return bias.stride(0) if bias is not None else 0
 
 
 def finish(target: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .spec import Config, KernelSpec, Param, Problem
 def _layernorm_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     M, N, eps,
-    stride_xm, stride_xn, stride_om, stride_on,
+    stride_xm, stride_xn, stride_w, stride_b, stride_om, stride_on,
     HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -46,10 +46,10 @@ def _layernorm_kernel(
         mean = tl.sum(x, axis=1) / N
         xc = tl.where(mask, x - mean[:, None], 0.0)
         rstd = tl.math.rsqrt(tl.sum(xc * xc, axis=1) / N + eps)
-        w = tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols * stride_w, mask=cols < N, other=0.0).to(tl.float32)
         y = xc * rstd[:, None] * w[None, :]
         if HAS_BIAS:
-            y += tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+            y += tl.load(b_ptr + cols * stride_b, mask=cols < N, other=0.0).to(tl.float32)[None, :]
         tl.store(out_rows + cols[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         # Chan et al.'s pairwise update: merge chunk b (n_b, mean_b, m2_b) into the running
@@ -77,10 +77,10 @@ def _layernorm_kernel(
             col_mask = c < N
             mask = row_mask[:, None] & col_mask[None, :]
             x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + c, mask=col_mask, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + c * stride_w, mask=col_mask, other=0.0).to(tl.float32)
             y = (x - mean[:, None]) * rstd[:, None] * w[None, :]
             if HAS_BIAS:
-                y += tl.load(b_ptr + c, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+                y += tl.load(b_ptr + c * stride_b, mask=col_mask, other=0.0).to(tl.float32)[None, :]
             tl.store(out_rows + c[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -117,7 +117,8 @@ def _launch(inputs: LayerNormInputs, config: Config, out: torch.Tensor | None = 
     grid = (triton.cdiv(M, config["BLOCK_M"]),)
     _layernorm_kernel[grid](
         x, w, b if b is not None else w, out, M, N, float(inputs.eps),
-        x.stride(0), x.stride(1), out.stride(0), out.stride(1),
+        x.stride(0), x.stride(1), w.stride(0), b.stride(0) if b is not None else 0,
+        out.stride(0), out.stride(1),
         HAS_BIAS=b is not None, ONE_TILE=config["BLOCK_N"] >= N,
         **config.kernel_args(), **config.launch_options(),
     )

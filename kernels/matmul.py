@@ -18,6 +18,7 @@ from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import needs_dot_upcast, run
+from .quant_io import output_buffer
 from .spec import Config, KernelSpec, Option, Problem
 
 
@@ -25,7 +26,7 @@ from .spec import Config, KernelSpec, Option, Problem
 def _matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr,
     M, N, K,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm, stride_cn,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm, stride_cn, stride_bias,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
@@ -52,7 +53,7 @@ def _matmul_kernel(
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
     gemm.store_tile(acc, c_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cs, stride_cm, stride_cn,
-                    HAS_BIAS, SPLIT_K)
+                    stride_bias, HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,13 @@ def _launch(inputs: MatmulInputs, config: Config, out: torch.Tensor | None = Non
     a, b, bias = inputs.a, inputs.b, inputs.bias
     M, K = a.shape
     N = b.shape[1]
-    if out is None:
-        out = torch.empty((M, N), device=a.device, dtype=a.dtype)
+    out = output_buffer(out, (M, N), a.dtype, a.device)
     target, stride_cs = gemm.output_target(out, config)
     _matmul_kernel[gemm.grid(M, N, config)](
         a, b, target, bias if bias is not None else a,
         M, N, K,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), stride_cs, target.stride(-2), target.stride(-1),
+        gemm.bias_stride(bias),
         HAS_BIAS=bias is not None,
         UPCAST=needs_dot_upcast(a.dtype),
         # fp32 inputs are multiplied in full fp32, as torch.matmul does by default (not TF32).

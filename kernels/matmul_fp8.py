@@ -76,7 +76,7 @@ def _fp8_kernel(
     x_ptr, w_ptr, xs_ptr, ws_ptr, out_ptr, bias_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wn, stride_wk, stride_xs, stride_ws,
-    stride_os, stride_om, stride_on,
+    stride_os, stride_om, stride_on, stride_bias,
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
@@ -109,7 +109,7 @@ def _fp8_kernel(
     acc = acc * xs[:, None] * ws[None, :]
 
     gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    HAS_BIAS, SPLIT_K)
+                    stride_bias, HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def _launch(inputs: Fp8MatmulInputs, config: Config, out: torch.Tensor | None = 
         M, N, K,
         x.data.stride(0), x.data.stride(1), w.data.stride(0), w.data.stride(1),
         _scale_stride(x), _scale_stride(w),
-        stride_os, target.stride(-2), target.stride(-1),
+        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
         HAS_BIAS=bias is not None,
         **config.kernel_args(), **config.launch_options(),
     )

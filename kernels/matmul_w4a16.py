@@ -122,7 +122,7 @@ def _w4a16_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, out_ptr, bias_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_sg, stride_zn, stride_zg,
-    stride_os, stride_om, stride_on,
+    stride_os, stride_om, stride_on, stride_bias,
     GROUP: tl.constexpr, ASYM: tl.constexpr,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -166,7 +166,7 @@ def _w4a16_kernel(
         acc += tl.dot(a, b, input_precision=INPUT_PRECISION) * scale[None, :]
 
     gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    HAS_BIAS, SPLIT_K)
+                    stride_bias, HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None
         M, N, K,
         x.stride(0), x.stride(1), w.packed.stride(0), w.packed.stride(1),
         w.scale.stride(0), w.scale.stride(1), zero.stride(0), zero.stride(1),
-        stride_os, target.stride(-2), target.stride(-1),
+        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
         GROUP=w.group_size, ASYM=not w.symmetric,
         HAS_BIAS=bias is not None,
         UPCAST=needs_dot_upcast(x.dtype),

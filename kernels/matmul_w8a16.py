@@ -65,7 +65,7 @@ def quantize_int8(w: torch.Tensor) -> Int8Weight:
 def _w8a16_kernel(
     x_ptr, w_ptr, scale_ptr, out_ptr, bias_ptr,
     M, N, K,
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_os, stride_om, stride_on,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_os, stride_om, stride_on, stride_bias,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
@@ -100,7 +100,7 @@ def _w8a16_kernel(
     acc = acc * scale[None, :]
 
     gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    HAS_BIAS, SPLIT_K)
+                    stride_bias, HAS_BIAS, SPLIT_K)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def _launch(inputs: W8A16Inputs, config: Config, out: torch.Tensor | None = None
         x, w.qweight, w.scale, target, bias if bias is not None else w.scale,
         M, N, K,
         x.stride(0), x.stride(1), w.qweight.stride(0), w.qweight.stride(1), w.scale.stride(0),
-        stride_os, target.stride(-2), target.stride(-1),
+        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
         HAS_BIAS=bias is not None,
         UPCAST=needs_dot_upcast(x.dtype),
         # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.

@@ -1,12 +1,13 @@
-"""Input checks shared by the quantized matmul kernels (matmul_w8a16, matmul_w4a16,
-matmul_fp8): the check their quantizers make of a float tensor, and the check of a
-caller's `out` buffer."""
+"""Input checks shared by the matmul kernels: the check the quantizers (matmul_w8a16,
+matmul_w4a16, matmul_fp8) make of a float tensor, and the check of a caller's `out`
+buffer (those three and matmul)."""
 
 from __future__ import annotations
 
 import torch
 
 from .errors import InvalidProblem
+from .layout import check_out_writable
 
 
 def checked_float_matrix(t: torch.Tensor, what: str) -> torch.Tensor:
@@ -26,12 +27,13 @@ def checked_float_matrix(t: torch.Tensor, what: str) -> torch.Tensor:
 def output_buffer(out: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype,
                   device: torch.device) -> torch.Tensor:
     """`out` if it is a `shape` `dtype` tensor on `device` (any strides), a new one if None.
-    Raises InvalidProblem for a mismatched buffer."""
+    Raises InvalidProblem for a mismatched buffer or one whose elements share memory."""
     if out is None:
         return torch.empty(shape, device=device, dtype=dtype)
     if tuple(out.shape) != tuple(shape) or out.dtype != dtype or out.device != device:
         raise InvalidProblem(f"out must be {list(shape)} {dtype} on {device}; got "
                              f"{list(out.shape)} {out.dtype} on {out.device}")
+    check_out_writable("the matmul", out)
     return out
 
 

@@ -29,7 +29,7 @@ from .spec import Config, KernelSpec, Param, Problem
 def _rmsnorm_kernel(
     x_ptr, w_ptr, out_ptr,
     M, N, eps,
-    stride_xm, stride_xn, stride_om, stride_on,
+    stride_xm, stride_xn, stride_w, stride_om, stride_on,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -44,7 +44,7 @@ def _rmsnorm_kernel(
         mask = row_mask[:, None] & (cols[None, :] < N)
         x = tl.load(x_rows + cols[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
         rstd = tl.math.rsqrt(tl.sum(x * x, axis=1) / N + eps)
-        w = tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + cols * stride_w, mask=cols < N, other=0.0).to(tl.float32)
         y = x * rstd[:, None] * w[None, :]
         tl.store(out_rows + cols[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
@@ -60,7 +60,7 @@ def _rmsnorm_kernel(
             c = start + cols
             mask = row_mask[:, None] & (c[None, :] < N)
             x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + c, mask=c < N, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + c * stride_w, mask=c < N, other=0.0).to(tl.float32)
             y = x * rstd[:, None] * w[None, :]
             tl.store(out_rows + c[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -94,7 +94,7 @@ def _launch(inputs: RMSNormInputs, config: Config, out: torch.Tensor | None = No
     grid = (triton.cdiv(M, config["BLOCK_M"]),)
     _rmsnorm_kernel[grid](
         x, w, out, M, N, float(inputs.eps),
-        x.stride(0), x.stride(1), out.stride(0), out.stride(1),
+        x.stride(0), x.stride(1), w.stride(0), out.stride(0), out.stride(1),
         ONE_TILE=config["BLOCK_N"] >= N,
         **config.kernel_args(), **config.launch_options(),
     )

@@ -33,7 +33,7 @@ def _rope_kernel(
     x_ptr, pos_ptr, cos_ptr, sin_ptr, out_ptr,
     T, H, HALF,
     stride_xt, stride_xh, stride_xd, stride_ot, stride_oh, stride_od,
-    stride_cp, stride_cd, stride_sp, stride_sd,
+    stride_cp, stride_cd, stride_sp, stride_sd, stride_pos,
     BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     toks = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -43,7 +43,7 @@ def _rope_kernel(
     mask_d = dims < HALF
 
     # cos/sin rows of these tokens: [BLOCK_T, BLOCK_D], shared by every head.
-    pos = tl.load(pos_ptr + toks, mask=mask_t, other=0).to(tl.int64)
+    pos = tl.load(pos_ptr + toks * stride_pos, mask=mask_t, other=0).to(tl.int64)
     cs_mask = mask_t[:, None] & mask_d[None, :]
     cos = tl.load(cos_ptr + pos[:, None] * stride_cp + dims[None, :] * stride_cd, mask=cs_mask, other=0.0)
     sin = tl.load(sin_ptr + pos[:, None] * stride_sp + dims[None, :] * stride_sd, mask=cs_mask, other=0.0)
@@ -125,7 +125,7 @@ def _launch(inputs: RopeInputs, config: Config, out: torch.Tensor | None = None)
     _rope_kernel[grid](
         x, pos, cos, sin, out, T, H, D // 2,
         x.stride(0), x.stride(1), x.stride(2), out.stride(0), out.stride(1), out.stride(2),
-        cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1),
+        cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1), pos.stride(0),
         BLOCK_D=triton.next_power_of_2(D // 2),
         **config.kernel_args(), **config.launch_options(),
     )

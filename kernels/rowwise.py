@@ -18,6 +18,7 @@ import triton.language as tl
 from . import constraints as C
 from .device import DeviceInfo
 from .errors import InvalidProblem
+from .layout import check_out_writable
 from .spec import Config, Constraint, KernelSpec, Param, Problem
 
 # A warp's 32 lanes read 32 consecutive columns in one coalesced access; a narrower
@@ -129,10 +130,11 @@ def row_heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, max
 
 def check_out(name: str, out: torch.Tensor, shape: tuple[int, ...], like: torch.Tensor) -> None:
     """A caller-given output buffer must match the output's shape, dtype and device (any
-    strides). Raises InvalidProblem."""
+    strides, but one address per element). Raises InvalidProblem."""
     if tuple(out.shape) != shape or out.dtype != like.dtype or out.device != like.device:
         raise InvalidProblem(f"{name} out must be {list(shape)} {like.dtype} on {like.device}; "
                              f"got {list(out.shape)} {out.dtype} on {out.device}")
+    check_out_writable(name, out)
 
 
 @triton.jit

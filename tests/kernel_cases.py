@@ -3,6 +3,8 @@
 SHAPES: problems checked with the heuristic default config (odd sizes 1, 13, 257 included).
 SWEEP: one problem per kernel, large enough that every candidate block size is valid, on
 which a covering sample of >= 10 configs is checked.
+LAYOUTS: one small problem per kernel, at odd sizes, on which every tensor input (and the
+output buffer) is passed in non-contiguous layouts (tests/layouts.py).
 A kernel in the registry without entries here fails test_every_kernel_has_cases.
 """
 
@@ -83,4 +85,18 @@ SWEEP = {
     "gelu": ({"M": 19, "N": 4097}, {"approximate": "tanh"}),
     "attention": ({"B": 1, "H": 2, "HKV": 1, "S": 257, "D": 64}, {"causal": "1"}),
     "attention_decode": ({"B": 2, "H": 4, "HKV": 2, "L": 1025, "D": 64}, {}),
+}
+
+LAYOUTS = {
+    "matmul": ({"M": 13, "N": 37, "K": 29}, {"bias": "1"}),
+    "matmul_w8a16": ({"M": 13, "N": 37, "K": 29}, {"bias": "1"}),
+    "matmul_w4a16": ({"M": 13, "N": 37, "K": 61}, {"quant": "int4-g32-asym", "bias": "1"}),
+    "matmul_fp8": ({"M": 13, "N": 37, "K": 61}, {"quant": "fp8-row", "bias": "1"}),
+    "rmsnorm": ({"M": 13, "N": 37}, {}),
+    "layernorm": ({"M": 13, "N": 37}, {}),
+    "rope": ({"T": 13, "H": 3, "D": 14}, {}),
+    "swiglu": ({"M": 13, "N": 37}, {}),
+    "gelu": ({"M": 13, "N": 37}, {}),
+    "attention": ({"B": 3, "H": 4, "HKV": 2, "S": 13, "D": 24}, {"causal": "1", "varlen": "1"}),
+    "attention_decode": ({"B": 3, "H": 4, "HKV": 2, "L": 37, "D": 24}, {}),
 }

@@ -4,6 +4,12 @@ On this machine (no GPU) kernels run through the Triton interpreter in fp32/fp16
 tests marked `gpu` run the same checks in bf16 on a CUDA device. Inputs are fresh random
 data every run (the seed is in the failure message); every output buffer is poisoned with
 NaN first, so an element the kernel never writes fails the check.
+
+The layout tests pass every tensor input of every kernel, and its output buffer, as a
+non-contiguous view (tests/layouts.py: strided, transposed, column slice of a wider
+buffer, with poison where the view has gaps) and check the result against the reference
+of the same values: a kernel must honour every input's strides or refuse the layout with
+InvalidProblem (which fails here too: every registered kernel honours them all).
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import torch
 
 import kernels
 from kernels.accuracy import compare
-from kernels.device import current_device
+from kernels.device import DTYPE_NAMES, current_device
+from kernels.errors import InvalidProblem
 from kernels.spec import Config, KernelSpec, Problem
 
 from .conftest import generator
-from .kernel_cases import SHAPES, SWEEP
+from .kernel_cases import LAYOUTS, SHAPES, SWEEP
+from .layouts import LAYOUTS as VIEWS
+from .layouts import get_at, layouts_for, read_by_reference, replace_at, tensor_paths
 
 SAMPLE_SIZE = 10
 HAS_CUDA = torch.cuda.is_available()
@@ -69,7 +78,7 @@ def _sweep_cases(dtype: str, marks=()):
 
 
 def test_every_kernel_has_cases():
-    missing = [s.name for s in kernels.REGISTRY if s.name not in SHAPES or s.name not in SWEEP]
+    missing = [s.name for s in kernels.REGISTRY if s.name not in SHAPES or s.name not in SWEEP or s.name not in LAYOUTS]
     assert not missing, f"kernels without test cases in tests/kernel_cases.py: {missing}"
 
 
@@ -97,6 +106,81 @@ def test_default_config_matches_reference(spec, shape, options, dtype, seed):
 @pytest.mark.parametrize("spec,problem,config", list(_sweep_cases("fp16")))
 def test_sampled_configs_match_reference(spec, problem, config, seed):
     check(spec, problem, config, seed)
+
+
+# -- every input in non-contiguous layouts ----------------------------------------------
+def _layout_dtype(spec: KernelSpec) -> str:
+    # bf16 on a GPU; fp16 (or fp32) under the interpreter, whose tl.dot is wrong on bf16.
+    return "bf16" if HAS_CUDA and "bf16" in spec.dtypes else _cpu_dtypes(spec)[-1]
+
+
+def _layout_cases():
+    """(kernel, input path, layout) for every tensor the reference reads, and ("out",) for
+    the output buffer: found from the kernel's own input factory, so a new kernel is covered."""
+    for spec in kernels.REGISTRY:
+        shape, options = LAYOUTS[spec.name]
+        problem = spec.problem(shape, _layout_dtype(spec), options)
+        inputs = spec.make_inputs(problem, torch.device("cpu"), generator(torch.device("cpu"), 0))
+        ref = spec.reference(inputs)
+        targets = [(path, get_at(inputs, path)) for path in tensor_paths(inputs)
+                   if read_by_reference(spec.reference, inputs, path)]
+        targets.append((("out",), ref))
+        for path, tensor in targets:
+            for layout in layouts_for(tensor):
+                yield pytest.param(spec, problem, path, layout, id=f"{spec.name}-{'.'.join(path)}-{layout}")
+
+
+LAYOUT_CASES = list(_layout_cases())
+
+
+def test_layout_cases_cover_every_kernel():
+    covered = {p.values[0].name for p in LAYOUT_CASES}
+    assert covered == {s.name for s in kernels.REGISTRY}
+    # every kernel: its output and at least one input, each in more than one layout
+    for spec in kernels.REGISTRY:
+        paths = {p.values[2] for p in LAYOUT_CASES if p.values[0] is spec}
+        assert ("out",) in paths and len(paths) >= 2, (spec.name, paths)
+
+
+@pytest.mark.parametrize("spec,problem,path,layout", LAYOUT_CASES)
+def test_noncontiguous_input_matches_reference(spec, problem, path, layout, seed):
+    dev = current_device()
+    reason = spec.unsupported_reason(problem, dev)
+    if reason:
+        pytest.skip(f"{spec.name} not supported on this device: {reason}")
+    inputs = spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, seed))
+    ref = spec.reference(inputs)
+    config = spec.heuristic(problem, dev)
+    make_view = VIEWS[layout][0]
+    where = f"{spec.shape_key(problem)} {'.'.join(path)} {layout} config {config} seed {seed}"
+    if path == ("out",):
+        out_dtype = spec.launch(inputs, config).dtype
+        out = make_view(_poisoned_like(ref, out_dtype))
+        base = out._base if out._base is not None else out
+        untouched = base.isnan().sum() - out.isnan().sum()  # poison outside the view
+        result_tensor = spec.launch(inputs, config, out=out)
+        assert result_tensor.data_ptr() == out.data_ptr(), f"{where}: the result is not the given out"
+        assert int(base.isnan().sum() - out.isnan().sum()) == int(untouched), f"{where}: wrote outside out"
+    else:
+        view = make_view(get_at(inputs, path))
+        result_tensor = spec.launch(replace_at(inputs, path, view), config)
+    result = compare(result_tensor.float(), ref, spec.tolerance(problem))
+    assert result.ok, f"{where}: {result.summary()}"
+
+
+@pytest.mark.parametrize("spec", kernels.REGISTRY, ids=lambda s: s.name)
+def test_out_with_shared_elements_is_refused(spec):
+    """An output buffer whose elements share memory (an expand()ed row) would have programs
+    race for one address: every kernel refuses it before launching."""
+    shape, options = LAYOUTS[spec.name]
+    problem = spec.problem(shape, _layout_dtype(spec), options)
+    dev = current_device()
+    inputs = spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, 0))
+    ref = spec.reference(inputs)
+    out_dtype = DTYPE_NAMES[problem.dtype]
+    out = torch.empty(ref.shape[-1], dtype=out_dtype, device=dev.torch_device).expand(ref.shape)
+    with pytest.raises(InvalidProblem, match="share memory"):
+        spec.launch(inputs, spec.heuristic(problem, dev), out=out)
 
 
 # -- the same checks in bf16 on a GPU ------------------------------------------------------
