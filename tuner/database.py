@@ -2,6 +2,16 @@
 same code. This is the reader the runtime imports (`DatabaseSource`, `runtime_source`) and
 the writer the tuner uses (`Database.put`). Schema and opening: `tuner.db_schema`.
 
+Every record is checked by `validate_record` on every way in (`put`/`put_many`, which the
+tuner, `import_json` and `merge` use): a batch with one bad record is refused whole, in one
+line naming it, and nothing is stored. Rows are checked again on the way out, where the
+policy for a corrupt row (one that fails the check, or whose JSON does not parse) is:
+- a reader that hands the user the contents (`records`, hence `db show`, `export`,
+  `verify` and the source side of `merge`) refuses in one line naming the row and the fix
+  (`infertune db prune --corrupt`, which is `Database.prune_corrupt`);
+- the runtime's `lookup` never fails on one: it skips the row and says so in the answer's
+  `detail`.
+
 Lookup order for (kernel, problem, device): the exact key; else the record of the same
 kernel, dtype, options and every dim but the token dim on the same device class whose token
 count is nearest in log space; else the spec's heuristic. Records of another kernel source
@@ -10,12 +20,13 @@ hash or another Triton minor version are stale: never used, and named in the ans
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 
 from kernels.config_source import HeuristicSource, Resolution
 from kernels.device import DeviceInfo
+from kernels.errors import InvalidProblem
 from kernels.registry import REGISTRY
 from kernels.spec import Config, KernelSpec, Problem
 
@@ -34,6 +46,8 @@ from .db_schema import (
     SCHEMA_VERSION,
     DatabaseError,
     DatabaseMissing,
+    _first_line,
+    check_url,
     connect,
     records_table,
 )
@@ -46,15 +60,34 @@ from .keys import (
     log_distance,
     problem_bucket,
     problem_family,
+    problem_from_key,
     quant_of,
     triton_minor,
 )
-from .location import default_db_path, sqlalchemy_url
-from .record import TuningRecord
+from .location import default_db_path, shown, sqlalchemy_url
+from .record import InvalidRecord, TuningRecord, check_record
 
-__all__ = ["Database", "DatabaseError", "DatabaseMissing", "DatabaseSource", "EXPORT_FORMAT", "current_source_hash",
-           "current_source_hashes", "current_triton_minor", "default_db_path", "dump_json", "key_fields",
-           "open_database", "runtime_source", "stale_reason"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "Database",
+    "DatabaseError",
+    "DatabaseMissing",
+    "DatabaseSource",
+    "InvalidRecord",
+    "check_destination",
+    "check_storage",
+    "current_source_hash",
+    "current_source_hashes",
+    "current_triton_minor",
+    "default_db_path",
+    "dump_json",
+    "export_records",
+    "key_fields",
+    "open_database",
+    "runtime_source",
+    "stale_reason",
+    "validate_record",
+]
 
 EXPORT_FORMAT = "infertune-tuning-export"
 _WRITE_ATTEMPTS = 20
@@ -110,11 +143,46 @@ def key_fields(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> dict[s
     }
 
 
+def validate_record(record: TuningRecord) -> None:
+    """The one check of a record, on every way in and out of the database: well formed
+    (`tuner.record.check_record`: types, ranges, one-line strings, key consistent with shape,
+    dtype and quant) and, for a record of a registered kernel with its current source hash
+    (one this code could have written), a problem key the kernel accepts, written the way it
+    writes it, with the bucket it computes and a config of exactly its parameters. A record
+    of an older kernel source is only checked for form: it is stale, kept until pruned.
+
+    Raises InvalidRecord (one line)."""
+    check_record(record)
+    spec = next((s for s in REGISTRY if s.name == record.kernel), None)
+    if spec is None or record.source_hash != current_source_hash(spec):
+        return
+    try:
+        problem = problem_from_key(spec, record.problem_key)
+    except InvalidProblem as exc:
+        raise InvalidRecord(f"problem_key {record.problem_key!r}: {exc}") from None
+    if spec.shape_key(problem) != record.problem_key:
+        raise InvalidRecord(f"problem_key {record.problem_key!r} is not written as {spec.name} writes it "
+                            f"({spec.shape_key(problem)!r})")
+    if problem_bucket(spec, problem) != record.bucket:
+        raise InvalidRecord(f"bucket {record.bucket!r} is not the bucket of {record.problem_key!r}")
+    names = [p.name for p in spec.params]
+    if sorted(record.config) != sorted(names):
+        raise InvalidRecord(f"config {Config(record.config)} does not name the parameters of {spec.name} "
+                            f"({', '.join(names)})")
+
+
+def _label(r: Any) -> str:
+    """Which record: "matmul M=16,N=256,K=128|fp16|bias=0 on cpu", as far as its fields say."""
+    get = r.get if isinstance(r, Mapping) else (lambda name: getattr(r, name, None))
+    parts = [get(name) for name in ("kernel", "problem_key")]
+    text = " ".join(p for p in parts if isinstance(p, str) and p.isprintable())[:120]
+    device = get("device_name")
+    if isinstance(device, str) and device.isprintable():
+        text += f" on {device[:60]}"
+    return text or "?"
+
+
 def _row_values(r: TuningRecord, dim: str | None, family: str) -> dict[str, Any]:
-    for name in ("median_ms", "p10_ms", "p90_ms"):
-        value = getattr(r, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise DatabaseError(f"record {r.kernel} {r.problem_key}: {name} must be a finite time, got {value!r}")
     return {
         "kernel": r.kernel, "source_hash": r.source_hash, "device_name": r.device_name,
         "capability": r.capability, "triton_version": r.triton_version,
@@ -123,21 +191,44 @@ def _row_values(r: TuningRecord, dim: str | None, family: str) -> dict[str, Any]
         "m": r.shape.get(dim) if dim else None,
         "shape_json": json.dumps(r.shape, sort_keys=True), "config_json": json.dumps(r.config, sort_keys=True),
         "median_ms": float(r.median_ms), "p10_ms": float(r.p10_ms), "p90_ms": float(r.p90_ms),
-        "default_ms": r.default_ms, "baseline_ms": r.baseline_ms, "trials": int(r.trials),
+        "default_ms": None if r.default_ms is None else float(r.default_ms),
+        "baseline_ms": None if r.baseline_ms is None else float(r.baseline_ms), "trials": int(r.trials),
         "interpreter": bool(r.interpreter), "created": r.created,
-        "extra_json": json.dumps(r.extra, sort_keys=True),
+        "extra_json": json.dumps(r.extra, sort_keys=True, allow_nan=False),
     }
 
 
+class CorruptRow(InvalidRecord):
+    """A stored row that fails `validate_record` or does not parse; names the row."""
+
+    def __init__(self, row: Any, why: str) -> None:
+        self.row_id = getattr(row, "id", None)
+        super().__init__(f"row {self.row_id} ({_label(row)}) is corrupt: {why}")
+
+
 def _record_of(row: Any) -> TuningRecord:
-    return TuningRecord(
-        kernel=row.kernel, source_hash=row.source_hash, device_name=row.device_name, capability=row.capability,
-        triton_version=row.triton_version, torch_version=row.torch_version, dtype=row.dtype, quant=row.quant,
-        problem_key=row.problem_key, bucket=row.bucket, shape=json.loads(row.shape_json),
-        config=json.loads(row.config_json), median_ms=row.median_ms, p10_ms=row.p10_ms, p90_ms=row.p90_ms,
-        default_ms=row.default_ms, baseline_ms=row.baseline_ms, trials=row.trials,
-        interpreter=bool(row.interpreter), created=row.created, extra=json.loads(row.extra_json),
-    )
+    """The record of a stored row, checked like one coming in, and its derived columns
+    checked against it. Raises CorruptRow."""
+    try:
+        record = TuningRecord(
+            kernel=row.kernel, source_hash=row.source_hash, device_name=row.device_name, capability=row.capability,
+            triton_version=row.triton_version, torch_version=row.torch_version, dtype=row.dtype, quant=row.quant,
+            problem_key=row.problem_key, bucket=row.bucket, shape=json.loads(row.shape_json),
+            config=json.loads(row.config_json), median_ms=row.median_ms, p10_ms=row.p10_ms, p90_ms=row.p90_ms,
+            default_ms=row.default_ms, baseline_ms=row.baseline_ms, trials=row.trials,
+            interpreter=bool(row.interpreter) if row.interpreter in (0, 1) else row.interpreter,
+            created=row.created, extra=json.loads(row.extra_json),
+        )
+        validate_record(record)
+        dim, family = _family_of_record(record)
+        if row.family != family or row.m != (record.shape.get(dim) if dim else None) \
+                or row.triton_minor != triton_minor(record.triton_version):
+            raise InvalidRecord("its family, m or triton_minor column does not match its problem key")
+    except InvalidRecord as exc:
+        raise CorruptRow(row, str(exc)) from None
+    except (TypeError, ValueError) as exc:  # JSON that does not parse, a column of the wrong type
+        raise CorruptRow(row, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return record
 
 
 def _family_of_record(r: TuningRecord) -> tuple[str | None, str]:
@@ -177,12 +268,19 @@ class Database:
         concurrent writer makes it wait and retry, never lose a write. Returns True if written."""
         return self.put_many([record]) == 1
 
-    def put_many(self, records: Iterable[TuningRecord]) -> int:
-        """`put` for many records in one transaction. Returns how many were written."""
-        try:
-            rows = [_row_values(r, *_family_of_record(r)) for r in records]
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DatabaseError(f"malformed record: {exc}") from None
+    def put_many(self, records: Iterable[TuningRecord], *, what: str = "record") -> int:
+        """`put` for many records in one transaction. Every record is checked first
+        (`validate_record`): one bad record refuses the whole batch, nothing is written.
+        Returns how many were written. Raises DatabaseError naming the first bad record
+        (`what` and its 1-based position: "record 3", "row 7 of other.db")."""
+        rows = []
+        for index, r in enumerate(records, 1):
+            try:
+                validate_record(r)
+                rows.append(_row_values(r, *_family_of_record(r)))
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise DatabaseError(f"malformed {what} {index} ({_label(r)}): {exc}; nothing was written to "
+                                    f"{shown(self.location)}") from None
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
@@ -193,8 +291,10 @@ class Database:
                 # back whole; try it again.
                 race = isinstance(exc, sa_exc.IntegrityError) and self._engine.dialect.name != "sqlite"
                 if attempt == _WRITE_ATTEMPTS - 1 or not (race or _is_locked(exc)):
-                    raise DatabaseError(f"cannot write to {self.location}: {str(exc.orig).splitlines()[0]}") from None
+                    raise DatabaseError(f"cannot write to {shown(self.location)}: {_first_line(exc)}") from None
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+            except sa_exc.SQLAlchemyError as exc:
+                raise DatabaseError(f"cannot write to {shown(self.location)}: {_first_line(exc)}") from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -214,21 +314,49 @@ class Database:
         `source_hashes[kernel]`, or of a kernel not in `source_hashes`. Returns the count."""
         fresh = or_(*(and_(T.c.kernel == k, T.c.source_hash == h) for k, h in source_hashes.items()))
         condition = or_(T.c.triton_minor != minor, ~fresh) if source_hashes else T.c.id.isnot(None)
-        with self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+        with self._errors("write"), self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
             return conn.execute(delete(T).where(condition)).rowcount
 
+    def prune_corrupt(self) -> int:
+        """Delete every row that fails `validate_record` or does not parse. Returns the count."""
+        with self._errors("write"), self._engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            bad = []
+            for row in conn.execute(select(T)):
+                try:
+                    _record_of(row)
+                except CorruptRow:
+                    bad.append(row.id)
+            for start in range(0, len(bad), 500):
+                conn.execute(delete(T).where(T.c.id.in_(bad[start:start + 500])))
+        return len(bad)
+
     def merge(self, other: Database) -> int:
-        """Put every record of `other` here (the faster one wins per key). Returns the count written."""
-        return self.put_many(other.records())
+        """Put every record of `other` here (the faster one wins per key). A corrupt row in
+        `other` refuses the merge (nothing written). Returns the count written."""
+        return self.put_many(other.records(), what=f"record of {shown(other.location)}, number")
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """SQLAlchemy's errors as one DatabaseError line naming this database."""
+        try:
+            yield
+        except sa_exc.SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot {doing} {shown(self.location)}: {_first_line(exc)}") from None
 
     # -- reads ----------------------------------------------------------------------
     def records(self, kernel: str | None = None) -> list[TuningRecord]:
-        """Every record (of `kernel`), sorted by key."""
+        """Every record (of `kernel`), sorted by key. Raises DatabaseError naming the first
+        corrupt row and the fix (`infertune db prune --corrupt`)."""
         query = select(T).order_by(*(T.c[name] for name in KEY_COLUMNS))
         if kernel is not None:
             query = query.where(T.c.kernel == kernel)
-        with self._engine.connect() as conn:
-            return [_record_of(row) for row in conn.execute(query)]
+        with self._errors("read"), self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        try:
+            return [_record_of(row) for row in rows]
+        except CorruptRow as exc:
+            raise DatabaseError(f"{shown(self.location)}: {exc}; remove corrupt rows with "
+                                f"`infertune db prune --corrupt --db {self.location}`") from None
 
     def lookup(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
         """The config for `problem` on `device`: "database" (the exact key), "nearest" (same
@@ -237,8 +365,12 @@ class Database:
         family = problem_family(spec, problem)
         query = select(T).where(T.c.kernel == spec.name, T.c.device_name == cls.name,
                                 T.c.capability == cls.capability, T.c.family == family)
-        with self._engine.connect() as conn:
-            rows = list(conn.execute(query))
+        try:
+            with self._engine.connect() as conn:
+                rows = list(conn.execute(query))
+        except sa_exc.SQLAlchemyError as exc:  # the runtime runs on, untuned
+            return Resolution(spec.heuristic(problem, device), "heuristic",
+                              f"tuning database {shown(self.location)} unreadable: {_first_line(exc)}")
         return _choose(spec, problem, device, cls, rows)
 
     # -- JSON -----------------------------------------------------------------------
@@ -257,17 +389,35 @@ class Database:
         return docs
 
     def import_json(self, document: Mapping[str, Any]) -> int:
-        """Put the records of one exported document. Raises DatabaseError for a document that
-        is not an export. Returns the count written."""
-        if not isinstance(document, Mapping) or document.get("format") != EXPORT_FORMAT:
-            raise DatabaseError(f"not an infertune tuning export (expected format {EXPORT_FORMAT!r})")
-        if int(document.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise DatabaseError(f"export has schema {document.get('schema_version')}, newer than {SCHEMA_VERSION}")
+        """Put the records of one exported document, all or none: every record is checked
+        (`validate_record`) before any is written. Raises DatabaseError for a document that
+        is not an export, of a newer schema, or with a bad record (named, with its 1-based
+        position). Returns the count written."""
+        records = export_records(document)
+        return self.put_many(records, what="record")
+
+
+def export_records(document: Any) -> list[TuningRecord]:
+    """The records of an export document, each checked. Raises DatabaseError (one line)."""
+    if not isinstance(document, Mapping) or document.get("format") != EXPORT_FORMAT:
+        raise DatabaseError(f"not an infertune tuning export (expected format {EXPORT_FORMAT!r})")
+    version = document.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise DatabaseError(f"export has a malformed schema_version {str(version)[:40]!r}")
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(f"export has schema {version}, newer than {SCHEMA_VERSION}; upgrade infertune")
+    items = document.get("records", [])
+    if not isinstance(items, list):
+        raise DatabaseError(f"malformed export: records must be a list, not {type(items).__name__}")
+    records = []
+    for index, item in enumerate(items, 1):
         try:
-            records = [TuningRecord.from_dict(dict(r)) for r in document.get("records", [])]
+            record = TuningRecord.from_dict(item)
+            validate_record(record)
         except (TypeError, ValueError) as exc:
-            raise DatabaseError(f"malformed record in export: {exc}") from None
-        return self.put_many(records)
+            raise DatabaseError(f"malformed record {index} ({_label(item)}): {exc}; nothing was imported") from None
+        records.append(record)
+    return records
 
 
 def dump_json(document: Mapping[str, Any]) -> str:
@@ -278,6 +428,15 @@ def dump_json(document: Mapping[str, Any]) -> str:
 def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceClass, rows: list[Any]) -> Resolution:
     key = spec.shape_key(problem)
     want_hash, want_minor = current_source_hash(spec), current_triton_minor()
+    corrupt: list[CorruptRow] = []
+    sound = []
+    for row in rows:
+        try:
+            _record_of(row)
+            sound.append(row)
+        except CorruptRow as exc:  # skipped and said; never fatal at run time
+            corrupt.append(exc)
+    rows = sound
     fresh = [r for r in rows if r.source_hash == want_hash and r.triton_minor == want_minor]
     notes: list[str] = []
 
@@ -311,6 +470,9 @@ def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceC
                      "(re-tune, or `infertune db prune --stale`)")
     if not rows:
         notes.append(f"no tuned record for {spec.name} {problem_family(spec, problem)} on {cls}")
+    if corrupt:
+        notes.append(f"{len(corrupt)} corrupt record(s) skipped (first: {corrupt[0]}; "
+                     "`infertune db prune --corrupt` removes them)")
     return Resolution(spec.heuristic(problem, device), "heuristic", "; ".join(notes))
 
 
@@ -334,6 +496,41 @@ def open_database(location: str | None = None, *, create: bool = True) -> Databa
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def check_destination(location: str | None = None) -> str:
+    """Fail fast, before any work, when the tuning database at `location` (default
+    `default_db_path()`) cannot be written: open it, creating the file and schema if it is
+    new, and close it. Returns the location. Raises DatabaseError (one line) for everything
+    `open_database` refuses: a malformed URL, an unknown dialect, a missing driver, a
+    directory, a path under a file (/dev/null/x.db), an unwritable place, a file that is not
+    SQLite, a foreign or corrupt database."""
+    with open_database(location, create=True) as database:
+        return database.location
+
+
+def check_storage(storage: str) -> None:
+    """Fail fast when the Optuna study storage `storage` (an SQLAlchemy URL: sqlite:///PATH,
+    postgresql://...) cannot be used: check the URL, its dialect and driver, the SQLite
+    file's place, then let Optuna open it (creating its tables). Raises DatabaseError (one
+    line); a SQLite file this call created is removed again when it fails."""
+    import optuna
+
+    from .db_schema import _check_sqlite_file, _remove_made
+
+    if "://" not in storage:
+        raise DatabaseError(f"study storage {shown(storage)} is not a URL; give sqlite:///PATH or "
+                            "postgresql://USER@HOST/NAME")
+    url = check_url(storage)
+    path = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database)
+    made = _check_sqlite_file(path, True, storage) if path is not None else False
+    try:
+        optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
+    except (sa_exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, OSError) as exc:
+        _remove_made(path, made)
+        raise DatabaseError(f"cannot use the study storage {shown(storage)}: {_first_line(exc)}") from None
 
 
 class DatabaseSource:

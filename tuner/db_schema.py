@@ -9,6 +9,7 @@ Schema version 1 (docs/ARCHITECTURE.md, "Tuned config database"):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import (
@@ -29,9 +30,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
-from .location import sqlalchemy_url
+from .location import shown, sqlalchemy_url
 
 APP_ID = "infertune-tuning-db"
 SCHEMA_VERSION = 1
@@ -110,19 +111,76 @@ def _sqlite_events(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _check_sqlite_file(path: Path, create: bool) -> None:
+def _check_sqlite_file(path: Path, create: bool, location: str) -> bool:
+    """Refuse a path that cannot hold a tuning database before SQLite sees it; with `create`,
+    make the file (empty: SQLite writes its header) so an unwritable place fails here, in one
+    line. Returns True if this call created the file (the caller removes it on failure)."""
+    where = shown(location)
     if path.is_dir():
-        raise DatabaseError(f"{path} is a directory, not a tuning database file")
+        raise DatabaseError(f"{where} is a directory, not a tuning database file; "
+                            f"give a file such as {str(path / 'tuning.db')!r}")
     if not path.exists():
         if not create:
-            raise DatabaseMissing(f"no tuning database at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return
-    with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
+            raise DatabaseMissing(f"no tuning database at {where}")
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise DatabaseError(f"cannot create the tuning database {where}: {str(blocker)!r} is not a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False  # another process made it first: checked like any existing file below
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the tuning database {where}: {exc.strerror}") from None
+        return True
+    if not path.is_file():
+        raise DatabaseError(f"{where} is not a regular file, not a tuning database")
+    try:
+        with path.open("r+b" if create else "rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise DatabaseError(f"cannot {'write' if create else 'read'} the tuning database {where}: "
+                            f"{exc.strerror}") from None
     if header and header != SQLITE_HEADER:
-        raise DatabaseError(f"{path} is corrupt or not a database (no SQLite header); "
+        raise DatabaseError(f"{where} is corrupt or not a database (no SQLite header); "
                             "move it away or pass another --db")
+    return False
+
+
+# Drivers SQLAlchemy would pick for a URL without "+driver", and how to get each.
+_DRIVER_HINTS = {"MySQLdb": "pip install mysqlclient, or name a driver: mysql+pymysql://",
+                 "pymysql": "pip install pymysql", "psycopg": "pip install 'psycopg[binary]'",
+                 "psycopg2": "pip install psycopg2-binary, or use postgresql:// (psycopg 3)",
+                 "cx_Oracle": "pip install cx_Oracle", "pyodbc": "pip install pyodbc"}
+
+
+def check_url(location: str) -> URL:
+    """Parse `location` (an SQLAlchemy URL, or a plain postgresql:// URL: see
+    `location.sqlalchemy_url`) and check that SQLAlchemy knows its dialect and that the
+    dialect's driver is installed, without connecting. Returns the URL.
+
+    Raises DatabaseError (one line) for a malformed URL, an unknown dialect, a missing
+    driver, or an asyncio driver (infertune talks to databases synchronously)."""
+    where = shown(location)
+    try:
+        url = make_url(sqlalchemy_url(location))
+        dialect = url.get_dialect()
+    except sa_exc.NoSuchModuleError:
+        scheme = location.partition("://")[0]
+        raise DatabaseError(f"{where}: unknown database kind {scheme!r}; give a file path, sqlite:///PATH "
+                            "or postgresql://USER@HOST/NAME") from None
+    except (sa_exc.ArgumentError, ValueError) as exc:
+        raise DatabaseError(f"{where} is not a database URL ({str(exc).splitlines()[0]})") from None
+    if getattr(dialect, "is_async", False):
+        raise DatabaseError(f"{where}: the asyncio driver {url.get_driver_name()!r} cannot be used; "
+                            "name a synchronous one (e.g. postgresql+psycopg://)")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or url.get_driver_name()
+        hint = _DRIVER_HINTS.get(module, f"install the Python module {module!r}")
+        raise DatabaseError(f"{where}: the database driver {module!r} is not installed ({hint})") from None
+    return url
 
 
 def connect(location: str, *, create: bool = True) -> Engine:
@@ -130,18 +188,22 @@ def connect(location: str, *, create: bool = True) -> Engine:
     tuning database of a schema this code reads, and create the schema in a new one.
 
     Raises DatabaseError (one line) for a missing (create=False), corrupt or foreign
-    location, or a newer schema.
+    location, a newer schema, a malformed URL, an unknown dialect or a missing driver, and
+    a file that cannot be created or (with create) written.
     """
     if _is_url(location):
-        url = make_url(sqlalchemy_url(location))  # messages keep the location as the user gave it
+        url = check_url(location)  # messages keep the location as the user gave it
         in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
         path = Path(url.database) if in_file else None
     else:
         path = Path(location).expanduser()
-        url = make_url(f"sqlite:///{path}")
-    if path is not None:
-        _check_sqlite_file(path, create)
-    engine = create_engine(url)
+        url = make_url("sqlite://").set(database=str(path))
+    made = _check_sqlite_file(path, create, location) if path is not None else False
+    try:
+        engine = create_engine(url)
+    except (sa_exc.SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
+        _remove_made(path, made)
+        raise DatabaseError(f"cannot open {shown(location)}: {_first_line(exc)}") from None
     if url.get_backend_name() == "sqlite":
         _sqlite_events(engine)
     try:
@@ -153,14 +215,31 @@ def connect(location: str, *, create: bool = True) -> Engine:
                 raw.cursor().execute("PRAGMA journal_mode=WAL")
             finally:
                 raw.close()
-    except sa_exc.DatabaseError as exc:
+    except sa_exc.SQLAlchemyError as exc:
         engine.dispose()
-        first = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0]
-        raise DatabaseError(f"{location} is corrupt or not a usable database ({first})") from None
+        _remove_made(path, made)
+        raise DatabaseError(f"{shown(location)} is corrupt or not a usable database ({_first_line(exc)})") from None
     except DatabaseError:
         engine.dispose()
+        _remove_made(path, made)
         raise
     return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None)
+    text = str(inner if inner is not None else exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def _remove_made(path: Path | None, made: bool) -> None:
+    """Remove the file `_check_sqlite_file` created when opening it failed after all."""
+    if path is not None and made:
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
 
 # The tables Optuna's RDB storage creates (optuna/storages/_rdb/models.py, schema v3/v4).
@@ -172,6 +251,7 @@ OPTUNA_TABLES = frozenset({
 
 
 def _check_or_create(engine: Engine, location: str, create: bool) -> None:
+    where = shown(location)
     with engine.connect().execution_options(immediate=True) as conn, conn.begin():
         tables = set(inspect(conn).get_table_names())
         if meta_table.name not in tables:
@@ -180,24 +260,33 @@ def _check_or_create(engine: Engine, location: str, create: bool) -> None:
             foreign = tables - OPTUNA_TABLES
             if foreign:
                 names = ", ".join(sorted(foreign)[:4])
-                raise DatabaseError(f"{location} is not an infertune tuning database "
+                raise DatabaseError(f"{where} is not an infertune tuning database "
                                     f"(it holds another application's tables: {names})")
             if not create:
-                raise DatabaseError(f"{location} is an empty database, not an infertune tuning database")
+                raise DatabaseError(f"{where} is an empty database, not an infertune tuning database")
             metadata.create_all(conn)
             conn.execute(meta_table.insert(), [{"key": "app_id", "value": APP_ID},
                                                {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
             return
+        have = {c["name"] for c in inspect(conn).get_columns(meta_table.name)}
+        if not {"key", "value"} <= have:
+            raise DatabaseError(f"{where} is corrupt or foreign: table {meta_table.name} has columns "
+                                f"{', '.join(sorted(have)[:4]) or 'none'}, not key and value")
         meta = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
         if meta.get("app_id") != APP_ID:
-            raise DatabaseError(f"{location} is not an infertune tuning database "
+            raise DatabaseError(f"{where} is not an infertune tuning database "
                                 f"(app_id {meta.get('app_id')!r})")
         try:
             version = int(meta.get("schema_version", ""))
-        except ValueError:
-            raise DatabaseError(f"{location} is corrupt (schema_version {meta.get('schema_version')!r})") from None
+        except (TypeError, ValueError):
+            raise DatabaseError(f"{where} is corrupt (schema_version {meta.get('schema_version')!r})") from None
         if version > SCHEMA_VERSION:
-            raise DatabaseError(f"{location} has tuning-database schema {version}, newer than this infertune "
+            raise DatabaseError(f"{where} has tuning-database schema {version}, newer than this infertune "
                                 f"reads ({SCHEMA_VERSION}); upgrade infertune")
         if records_table.name not in tables:
-            raise DatabaseError(f"{location} is corrupt (table {records_table.name} is missing)")
+            raise DatabaseError(f"{where} is corrupt (table {records_table.name} is missing)")
+        have = {c["name"] for c in inspect(conn).get_columns(records_table.name)}
+        lacking = [c.name for c in records_table.columns if c.name not in have]
+        if lacking:
+            raise DatabaseError(f"{where} is corrupt: table {records_table.name} lacks column(s) "
+                                f"{', '.join(lacking[:4])}{' ...' if len(lacking) > 4 else ''}")

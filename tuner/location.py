@@ -4,6 +4,7 @@ storage URL is spelled for SQLAlchemy (and so for Optuna)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,3 +35,12 @@ def sqlalchemy_url(location: str) -> str:
         if lowered.startswith(scheme):
             return POSTGRES_DRIVER_SCHEME + location[len(scheme):]
     return location
+
+
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^@/?#]*@")
+
+
+def shown(location: str) -> str:
+    """`location` as messages show it: quoted like a Python string (a newline in a path stays
+    on one line), the password of a URL replaced by ***."""
+    return repr(_PASSWORD.sub(r"\1:***@", location))

@@ -5,7 +5,11 @@ The fields follow the contract of docs/ARCHITECTURE.md ("Tuned config database")
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 
@@ -40,12 +44,128 @@ class TuningRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuningRecord:
-        """The inverse of to_dict. Raises ValueError naming a missing or unknown field."""
+        """The inverse of to_dict. Raises ValueError naming a missing or unknown field (the
+        values are not checked: see `check_record`)."""
+        if not isinstance(data, dict):
+            raise InvalidRecord(f"a record must be an object, got {_short(data)}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown record field {unknown[0]!r}")
+            raise InvalidRecord(f"unknown record field {_short(unknown[0])}")
         missing = sorted(n for n in names - set(data) if n != "extra")
         if missing:
-            raise ValueError(f"record field {missing[0]!r} is missing")
+            raise InvalidRecord(f"record field {missing[0]!r} is missing")
         return cls(**data)
+
+
+# -- validation ----------------------------------------------------------------------------
+# One check for every way a record comes in (autotune's put, `db import`, `db merge`) and
+# out (a row read back from the database): a record that fails it is never stored, and a
+# stored row that fails it is corrupt (see tuner.database for what readers do with one).
+
+MAX_DIM = 2**31 - 1            # the `m` column is a 32-bit integer on PostgreSQL
+MAX_CONFIG_VALUE = 2**20       # no tile, split or warp count comes near a million
+MAX_TRIALS = 10**9
+MAX_MS = 1e9                   # 11.6 days per call: past that a timing is a unit error
+MAX_EXTRA_CHARS = 65_536
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Text fields and the width of their column (tuner/db_schema.py); all of them are one line.
+_TEXT_FIELDS = {"kernel": 64, "source_hash": 64, "device_name": 128, "capability": 16, "triton_version": 64,
+                "torch_version": 64, "dtype": 16, "quant": 32, "problem_key": 512, "bucket": 512, "created": 40}
+
+
+class InvalidRecord(ValueError):
+    """A record that must not be stored (or a stored row that must not be used): the message
+    is one line and names the field and the value."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ms(name: str, value: Any, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= MAX_MS):
+        raise InvalidRecord(f"{name} must be a finite time in ms between 0 and {MAX_MS:g}, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int_map(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, dict) or not value:
+        raise InvalidRecord(f"{name} must be a non-empty object of NAME: integer, got {_short(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not _NAME.fullmatch(key):
+            raise InvalidRecord(f"{name} has a malformed name {_short(key)}")
+        if not _is_int(item) or not low <= item <= high:
+            raise InvalidRecord(f"{name} value {key}={_short(item)} must be an integer from {low} to {high}")
+
+
+def check_record(record: TuningRecord) -> None:
+    """Check that `record` is well formed, field by field, and consistent with itself: text
+    fields are one-line strings that fit their column; shape and config map names to integers
+    in range (dims 1..2**31-1, config values 1..2**20); times are finite, >= 0 and below 1e9 ms
+    (default_ms and baseline_ms may be None); 0 <= trials <= 1e9; interpreter is a bool;
+    created is ISO-8601; extra is a JSON object; the problem key's dims and dtype are the
+    shape's and the dtype field's, and quant is its quant option (or "none").
+
+    Whether the kernel exists and takes these parameters is `tuner.database.check_for_registry`'s
+    business (a stale record of an older kernel version may name other parameters).
+
+    Raises InvalidRecord (one line)."""
+    for name, width in _TEXT_FIELDS.items():
+        value = getattr(record, name)
+        if not isinstance(value, str) or not value:
+            raise InvalidRecord(f"{name} must be a non-empty string, got {_short(value)}")
+        if len(value) > width or not value.isprintable():
+            raise InvalidRecord(f"{name} must be one printable line of at most {width} characters, got {_short(value)}")
+    if not _NAME.fullmatch(record.kernel):
+        raise InvalidRecord(f"kernel must be a registry name, got {_short(record.kernel)}")
+    if not re.search(r"\d", record.triton_version):
+        raise InvalidRecord(f"triton_version is not a version: {_short(record.triton_version)}")
+    try:
+        datetime.fromisoformat(record.created)
+    except ValueError:
+        raise InvalidRecord(f"created must be an ISO-8601 time, got {_short(record.created)}") from None
+    _check_int_map("shape", record.shape, 1, MAX_DIM)
+    _check_int_map("config", record.config, 1, MAX_CONFIG_VALUE)
+    for name in ("median_ms", "p10_ms", "p90_ms"):
+        _check_ms(name, getattr(record, name), optional=False)
+    for name in ("default_ms", "baseline_ms"):
+        _check_ms(name, getattr(record, name), optional=True)
+    if not _is_int(record.trials) or not 0 <= record.trials <= MAX_TRIALS:
+        raise InvalidRecord(f"trials must be an integer from 0 to {MAX_TRIALS}, got {_short(record.trials)}")
+    if not isinstance(record.interpreter, bool):
+        raise InvalidRecord(f"interpreter must be true or false, got {_short(record.interpreter)}")
+    if not isinstance(record.extra, dict):
+        raise InvalidRecord(f"extra must be an object, got {_short(record.extra)}")
+    try:
+        extra_text = json.dumps(record.extra, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRecord(f"extra is not plain JSON: {exc}") from None
+    if len(extra_text) > MAX_EXTRA_CHARS:
+        raise InvalidRecord(f"extra is {len(extra_text)} characters of JSON, more than {MAX_EXTRA_CHARS}")
+    _check_key(record)
+
+
+def _check_key(record: TuningRecord) -> None:
+    shape_text, _, rest = record.problem_key.partition("|")
+    dtype, *options = rest.split("|") if rest else [""]
+    key_shape: dict[str, int] = {}
+    for part in filter(None, shape_text.split(",")):
+        name, sep, value = part.partition("=")
+        if not sep or not value.isdigit() or not value.isascii():
+            raise InvalidRecord(f"problem_key {_short(record.problem_key)} is malformed")
+        key_shape[name] = int(value)
+    if key_shape != record.shape:
+        raise InvalidRecord(f"problem_key {_short(record.problem_key)} does not match shape {_short(record.shape)}")
+    if dtype != record.dtype:
+        raise InvalidRecord(f"problem_key {_short(record.problem_key)} does not match dtype {_short(record.dtype)}")
+    opts = dict(o.partition("=")[::2] for o in options)
+    if opts.get("quant", "none") != record.quant:
+        raise InvalidRecord(f"problem_key {_short(record.problem_key)} does not match quant {_short(record.quant)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import typer
@@ -12,7 +13,7 @@ import kernels as kernel_library
 from kernels.device import current_device
 from kernels.spec import Config
 from tuner.database import (Database, DatabaseError, current_source_hashes, current_triton_minor, dump_json,
-                            open_database, stale_reason)
+                            export_records, open_database, stale_reason)
 from tuner.keys import device_class, problem_from_key
 from tuner.record import TuningRecord
 
@@ -74,49 +75,93 @@ def export(
     fmt: str = typer.Option("json", "--format", help="Export format (json)."),
     out: Path = typer.Option(Path("."), "--out", help="Directory for the files: one <device>.json per device."),
     device: str = typer.Option(None, "--device", help="Only this (normalized) device name."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of the files written."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Write the records as stable, sorted JSON, one file per device."""
     if fmt != "json":
         raise UsageError(f"unknown export format {fmt!r}; formats: json")
+    _check_out_dir(out)
     with _open(db) as database:
         documents = database.export_json(device)
-    out.mkdir(parents=True, exist_ok=True)
+        location = database.location
+    written = []
     for name, document in sorted(documents.items()):
         path = out / f"{name}.json"
-        path.write_text(dump_json(document), encoding="utf-8")
-        typer.echo(f"{path}: {len(document['records'])} record(s)")
-    if not documents:
+        try:
+            path.write_text(dump_json(document), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+        written.append({"path": str(path), "device_name": name, "records": len(document["records"])})
+    if json_output:
+        print_json({"db": location, "out": str(out), "files": written})
+        return
+    for item in written:
+        typer.echo(f"{item['path']}: {item['records']} record(s)")
+    if not written:
         typer.echo("nothing to export")
+
+
+def _check_out_dir(out: Path) -> None:
+    """Make `out` (a directory) and prove it writable before the database is read."""
+    shown = repr(str(out))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {shown} exists and is not a directory")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if not out.exists() and blocker is not None and not blocker.is_dir():
+        raise UsageError(f"--out {shown}: {str(blocker)!r} is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {shown} is not a writable directory: {exc.strerror}") from None
 
 
 @app.command("import")
 @user_errors
 def import_(
     file: Path = typer.Argument(..., help="A file written by `infertune db export`."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of what was imported."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Add the records of an exported file (the faster record wins per key)."""
+    """Add the records of an exported file (the faster record wins per key). Every record is
+    checked first: one bad record refuses the whole file and nothing is stored."""
     if not file.is_file():
-        raise UsageError(f"no such file: {file}")
+        raise UsageError(f"no such file: {str(file)!r}")
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatabaseError(f"{file} is not JSON: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(file)!r}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DatabaseError(f"{str(file)!r} is not JSON: {str(exc).splitlines()[0][:200]}") from None
+    records = export_records(document)  # checked before the database is opened or created
     with _open(db, create=True) as database:
-        written = database.import_json(document)
-    typer.echo(f"imported {written} of {len(document.get('records', []))} record(s) from {file}")
+        written = database.put_many(records)
+        location = database.location
+    if json_output:
+        print_json({"db": location, "file": str(file), "records": len(records), "written": written})
+        return
+    typer.echo(f"imported {written} of {len(records)} record(s) from {file}")
 
 
 @app.command("merge")
 @user_errors
 def merge(
     other: str = typer.Argument(..., help="Another tuning database (file or URL) to merge into this one."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of what was merged."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Merge another database into this one (the faster record wins per key)."""
-    with open_database(other, create=False) as source, _open(db, create=True) as target:
-        written = target.merge(source)
+    """Merge another database into this one (the faster record wins per key). A corrupt row
+    in the other database refuses the merge and nothing is stored."""
+    with open_database(other, create=False) as source:
+        records = source.records()  # read (and checked) before the target is opened or created
+    with _open(db, create=True) as target:
+        written = target.put_many(records, what=f"record of {other!r}, number")
+        location = target.location
+    if json_output:
+        print_json({"db": location, "from": other, "records": len(records), "written": written})
+        return
     typer.echo(f"merged {written} record(s) from {other}")
 
 
@@ -124,14 +169,25 @@ def merge(
 @user_errors
 def prune(
     stale: bool = typer.Option(False, "--stale", help="Delete records of another kernel source or Triton version."),
+    corrupt: bool = typer.Option(False, "--corrupt", help="Delete rows that do not parse or fail the record check."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of what was removed."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Delete stale records."""
-    if not stale:
-        raise UsageError("say what to prune: --stale")
+    """Delete stale records, corrupt rows, or both."""
+    if not (stale or corrupt):
+        raise UsageError("say what to prune: --stale, --corrupt or both")
+    removed: dict[str, int] = {}
     with _open(db) as database:
-        removed = database.prune_stale(current_source_hashes(), current_triton_minor())
-    typer.echo(f"removed {removed} stale record(s)")
+        if corrupt:  # first: a corrupt row's source hash or Triton version means nothing
+            removed["corrupt"] = database.prune_corrupt()
+        if stale:
+            removed["stale"] = database.prune_stale(current_source_hashes(), current_triton_minor())
+        location = database.location
+    if json_output:
+        print_json({"db": location, "removed": removed})
+        return
+    for what, count in removed.items():
+        typer.echo(f"removed {count} {what} record(s)")
 
 
 @app.command("verify")
