@@ -348,3 +348,19 @@ def test_export_out_is_checked_before_anything_is_written(capsys, tmp_path, db_p
     out = out.format(file=a_file)
     assert_one_error(capsys, "db", "export", "--out", out, "--db", db_path, fragment=fragment)
     assert a_file.read_text() == "keep" and not os.path.exists("/sys/infertune-export")
+
+
+@pytest.mark.parametrize("db, fragment", [
+    ("/dev/null/x.db", "'/dev/null' is not a directory"),
+    ("/sys/x.db", "cannot write the peaks file '/sys/x.db.peaks.json'"),
+    ("{dir}", "is a directory"),
+])
+def test_calibrate_checks_where_the_peaks_go_before_measuring(capsys, monkeypatch, tmp_path, db, fragment):
+    from infertune.cli import calibrate_cmd
+
+    def measured(device):
+        raise AssertionError("measured before the destination was checked")
+
+    monkeypatch.setattr(calibrate_cmd, "measure_peaks", measured)
+    (tmp_path / "x.db.peaks.json").mkdir()
+    assert_one_error(capsys, "calibrate", "--db", db.format(dir=tmp_path / "x.db"), fragment=fragment)

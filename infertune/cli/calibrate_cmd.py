@@ -3,6 +3,9 @@ beside the tuned config database (`<db>.peaks.json`), and print them with the da
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -28,9 +31,13 @@ def calibrate(
         path = peaks_path_for(location)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    _check_writable(path)  # before the measurements, which take a while
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peaks = measure_peaks(device)
-    peaks.save(path)
+    try:
+        peaks.save(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the peaks file {str(path)!r}: {exc.strerror}") from None
     sheet = datasheet_peaks(peaks.device_name) if peaks.kind == "cuda" else None
     if json_output:
         print_json({"path": str(path), "measured": peaks.to_dict(), "datasheet": sheet.to_dict() if sheet else None})
@@ -55,3 +62,19 @@ def calibrate(
     if peaks.note:
         console.print(peaks.note, soft_wrap=True)
     console.print(f"stored in {path}", soft_wrap=True, markup=False)
+
+
+def _check_writable(path: Path) -> None:
+    """UsageError (one line) unless the peaks file `path` can be written: not a directory,
+    and its folder (made if missing) takes a new file."""
+    if path.is_dir():
+        raise UsageError(f"the peaks file {str(path)!r} is a directory")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsageError(f"cannot write the peaks file {str(path)!r}: {str(blocker)!r} is not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write the peaks file {str(path)!r}: {exc.strerror}") from None
