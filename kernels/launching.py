@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -27,11 +28,34 @@ def check_tensors_on(device: DeviceInfo, *tensors: torch.Tensor | None) -> None:
             raise InvalidProblem(f"tensor on {t.device.type} but kernels run on {want} ({device.label})")
 
 
+def named_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(field path, tensor) for every tensor in a kernel's inputs dataclass, nested
+    dataclasses (Int8Weight, Int4Weight, Fp8Tensor) included."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, torch.Tensor):
+            yield prefix + f.name, value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from named_tensors(value, f"{prefix}{f.name}.")
+
+
+def check_inputs_on(spec: KernelSpec, device: DeviceInfo, inputs: Any, out: torch.Tensor | None) -> None:
+    """Every tensor of `inputs` and `out` on the device the kernels run on; else
+    InvalidProblem naming the first that is not (Triton would fail with a traceback, or
+    read host memory as device memory)."""
+    want = device.torch_device.type
+    tensors = list(named_tensors(inputs)) + ([("out", out)] if out is not None else [])
+    for name, t in tensors:
+        if t.device.type != want:
+            raise InvalidProblem(f"{spec.name}: {name} is on {t.device.type} but kernels run on {want} ({device.label})")
+
+
 def run(spec: KernelSpec, inputs: Any, config: Config | Mapping[str, int] | None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Launch `spec` on `inputs`: with `config` completed and validated, or, given none, with
     the active config source's answer. Raises UnsupportedOnDevice / InvalidConfig / InvalidProblem."""
     device = current_device()
     problem = spec.problem_of(inputs)
+    check_inputs_on(spec, device, inputs, out)
     reason = spec.unsupported_reason(problem, device)
     if reason:
         raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")

@@ -23,6 +23,7 @@ import kernels
 from kernels.accuracy import compare
 from kernels.device import DTYPE_NAMES, current_device
 from kernels.errors import InvalidProblem
+from kernels.launching import run
 from kernels.spec import Config, KernelSpec, Problem
 
 from .conftest import generator
@@ -181,6 +182,24 @@ def test_out_with_shared_elements_is_refused(spec):
     out = torch.empty(ref.shape[-1], dtype=out_dtype, device=dev.torch_device).expand(ref.shape)
     with pytest.raises(InvalidProblem, match="share memory"):
         spec.launch(inputs, spec.heuristic(problem, dev), out=out)
+
+
+@pytest.mark.parametrize("spec", kernels.REGISTRY, ids=lambda s: s.name)
+def test_input_on_another_device_is_refused(spec):
+    """A tensor on another device than the kernels' (here: a "meta" tensor, the one other
+    device every machine has) is refused with InvalidProblem, for each input and for out
+    (some kernels' own checks name the devices, the common one names the tensor)."""
+    shape, options = LAYOUTS[spec.name]
+    problem = spec.problem(shape, _layout_dtype(spec), options)
+    dev = current_device()
+    inputs = spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, 0))
+    for path in tensor_paths(inputs):
+        moved = replace_at(inputs, path, get_at(inputs, path).to("meta"))
+        with pytest.raises(InvalidProblem, match="meta"):
+            run(spec, moved, None)
+    out = torch.empty(spec.reference(inputs).shape, device="meta")
+    with pytest.raises(InvalidProblem, match="out is on meta"):
+        run(spec, inputs, None, out=out)
 
 
 # -- the same checks in bf16 on a GPU ------------------------------------------------------
