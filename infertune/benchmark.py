@@ -17,7 +17,8 @@ from kernels.errors import KernelError, UnsupportedOnDevice
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing, measure
 
-from .errors import KernelFailed, one_line
+from .errors import KernelFailed, UsageError, one_line
+from .problems import allocation_errors, check_fits
 from .settings import Settings
 
 
@@ -56,6 +57,7 @@ class BenchResult:
     flops: int
     bytes_moved: int
     seed: int
+    warning: str | None = None  # the tuned database could not be read (--db): the heuristic ran
 
     @property
     def tflops(self) -> float:
@@ -102,6 +104,7 @@ class BenchResult:
             "speedup": self.speedup,
             "interpreter": self.interpreter,
             "note": INTERPRETER_NOTE if self.interpreter else None,
+            "warning": self.warning,
         }
 
 
@@ -124,12 +127,35 @@ def _generator(device: DeviceInfo, seed: int) -> torch.Generator:
     return torch.Generator(device=device.torch_device).manual_seed(seed)
 
 
-def resolve(spec: KernelSpec, problem: Problem, config: Config | None, device: DeviceInfo) -> tuple[Config, str]:
-    """The config to run and where it came from ("caller", or the config source's answer)."""
+def resolve(spec: KernelSpec, problem: Problem, config: Config | None, device: DeviceInfo,
+            db: str | None = None) -> tuple[Config, str, str | None]:
+    """(the config to run, where it came from, a warning): "caller" for `config`; else the
+    tuned database `db`'s answer when `db` is given (exact, nearest or the heuristic, with a
+    warning when the database cannot be read), else the active config source's."""
     if config is not None:
-        return spec.complete(config, problem, device), "caller"
+        return spec.complete(config, problem, device), "caller", None
+    if db is not None:
+        from tuner.database import runtime_source
+
+        source, warning = runtime_source(db)
+        resolution = source.resolve(spec, problem, device)
+        return resolution.config, resolution.source, warning
     resolution = get_config_source().resolve(spec, problem, device)
-    return resolution.config, resolution.source
+    return resolution.config, resolution.source, None
+
+
+def make_inputs(spec: KernelSpec, problem: Problem, device: DeviceInfo, seed: int):
+    """The problem's seeded inputs; a shape too large for the device is a UsageError (checked
+    against its memory first, then any allocation failure), not a traceback."""
+    check_fits(spec, problem, device)
+    with allocation_errors(spec, problem, device):
+        return spec.make_inputs(problem, device.torch_device, _generator(device, seed))
+
+
+def reference(spec: KernelSpec, problem: Problem, device: DeviceInfo, inputs) -> torch.Tensor:
+    """spec.reference, an allocation failure (the reference's intermediates) a UsageError."""
+    with allocation_errors(spec, problem, device):
+        return spec.reference(inputs)
 
 
 def check(spec: KernelSpec, problem: Problem, config: Config | None = None, *, seed: int = 0) -> CheckResult:
@@ -140,13 +166,13 @@ def check(spec: KernelSpec, problem: Problem, config: Config | None = None, *, s
     reason = spec.unsupported_reason(problem, device)
     if reason:
         return CheckResult(spec.name, key, "", "unsupported", reason=reason)
-    chosen, _ = resolve(spec, problem, config, device)
-    inputs = spec.make_inputs(problem, device.torch_device, _generator(device, seed))
+    chosen, _, _ = resolve(spec, problem, config, device)
+    inputs = make_inputs(spec, problem, device, seed)
     try:
         out = _launch(spec, inputs, chosen)
     except KernelFailed as exc:
         return CheckResult(spec.name, key, str(chosen), "error", reason=str(exc))
-    comparison = compare(out.float(), spec.reference(inputs), spec.tolerance(problem))
+    comparison = compare(out.float(), reference(spec, problem, device, inputs), spec.tolerance(problem))
     return CheckResult(spec.name, key, str(chosen), "ok" if comparison.ok else "mismatch", comparison)
 
 
@@ -162,20 +188,22 @@ def _launch(spec: KernelSpec, inputs, config: Config):
 
 
 def bench(spec: KernelSpec, problem: Problem, config: Config | None = None, *, seed: int = 0,
-          settings: Settings | None = None) -> BenchResult:
-    """Check `config` (or the config source's choice) against the reference, then time it and
-    the torch baseline on the same inputs.
+          settings: Settings | None = None, db: str | None = None) -> BenchResult:
+    """Check `config` (or the tuned database `db`'s choice when given, else the config
+    source's) against the reference, then time it and the torch baseline on the same inputs.
 
-    Raises: UnsupportedOnDevice, InvalidConfig, KernelFailed (the kernel raised while running).
+    Raises: UnsupportedOnDevice, InvalidConfig, UsageError (buffers too large for the device),
+    KernelFailed (the kernel raised while running).
     """
     settings = settings or Settings.from_env()
     device = current_device()
     reason = spec.unsupported_reason(problem, device)
     if reason:
         raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")
-    chosen, source = resolve(spec, problem, config, device)
-    inputs = spec.make_inputs(problem, device.torch_device, _generator(device, seed))
-    comparison = compare(_launch(spec, inputs, chosen).float(), spec.reference(inputs), spec.tolerance(problem))
+    chosen, source, warning = resolve(spec, problem, config, device, db)
+    inputs = make_inputs(spec, problem, device, seed)
+    comparison = compare(_launch(spec, inputs, chosen).float(), reference(spec, problem, device, inputs),
+                         spec.tolerance(problem))
     min_reps = settings.min_reps if device.kind == "cuda" else settings.min_reps_cpu
     timing_args = dict(device=device.torch_device, warmup_ms=settings.warmup_ms, rep_ms=settings.rep_ms, min_reps=min_reps)
     timing = measure(lambda: spec.launch(inputs, chosen), interpreter=device.interpreter, **timing_args)
@@ -184,5 +212,5 @@ def bench(spec: KernelSpec, problem: Problem, config: Config | None = None, *, s
         kernel=spec.name, device=device.label, problem=problem, problem_key=spec.shape_key(problem),
         config=chosen, config_source=source, comparison=comparison, timing=timing,
         baseline_name=spec.baseline_name, baseline_timing=baseline,
-        flops=spec.flops(problem), bytes_moved=spec.bytes_moved(problem), seed=seed,
+        flops=spec.flops(problem), bytes_moved=spec.bytes_moved(problem), seed=seed, warning=warning,
     )

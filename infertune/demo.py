@@ -166,9 +166,11 @@ def steps(plan: Plan, out: Path, *, real_decoder: bool = True, embedder: bool = 
 
 
 def run_demo(out: Path, *, gpu: bool, echo=print, budget_s: float | None = None,
-             present: tuple[bool, bool] | None = None) -> tuple[list[Step], Path | None]:
+             present: tuple[bool, bool] | None = None, child_stdout=None) -> tuple[list[Step], Path | None]:
     """Run every step (within `budget_s` when given: the plan scaled by `fit`, each step cut
-    at the budget's end); then the report over the run directories that were written."""
+    at the budget's end); then the report over the run directories that were written.
+    `child_stdout` is where the steps' standard output goes (subprocess's `stdout`: None is
+    ours; `demo --json` sends it to stderr so stdout holds only the JSON)."""
     plan = GPU if gpu else CPU
     real_decoder, embedder = present if present is not None else models_present()
     if not real_decoder:
@@ -183,6 +185,7 @@ def run_demo(out: Path, *, gpu: bool, echo=print, budget_s: float | None = None,
     deadline = None if budget_s is None else time.monotonic() + budget_s - REPORT_RESERVE_S
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **plan.env}
+    quiet = {} if child_stdout is None else {"stdout": child_stdout}
     done = []
     for step in steps(plan, out, real_decoder=real_decoder, embedder=embedder):
         left = None if deadline is None else deadline - time.monotonic()
@@ -195,7 +198,7 @@ def run_demo(out: Path, *, gpu: bool, echo=print, budget_s: float | None = None,
         start = time.perf_counter()
         try:
             step.returncode = subprocess.run([sys.executable, "-m", "infertune", *step.args], env=env,
-                                             check=False, timeout=left).returncode
+                                             check=False, timeout=left, **quiet).returncode
         except subprocess.TimeoutExpired:
             step.returncode, step.cut = None, True
         step.seconds = time.perf_counter() - start
@@ -207,7 +210,7 @@ def run_demo(out: Path, *, gpu: bool, echo=print, budget_s: float | None = None,
     if runs:
         for target in ("report.html", "report.md"):
             code = subprocess.run([sys.executable, "-m", "infertune", "report", *runs, "-o", str(out / target)],
-                                  env=env, check=False).returncode
+                                  env=env, check=False, **quiet).returncode
             if code == 0 and target == "report.html":
                 report = out / target
     return done, report

@@ -130,9 +130,10 @@ def profile_kernel(spec: KernelSpec, problem: Problem, variants: list[KernelVari
                    annotate=None) -> tuple[list[dict[str, Any]], list[str]]:
     """Measure each variant on the same inputs; returns (measurements, notes). `annotate(message)`
     is a context-manager factory (NVTX ranges) wrapped around each variant's timed runs."""
-    gen = torch.Generator(device=device.torch_device).manual_seed(seed)
-    inputs = spec.make_inputs(problem, device.torch_device, gen)
-    reference = spec.reference(inputs)
+    from .benchmark import make_inputs, reference as reference_of
+
+    inputs = make_inputs(spec, problem, device, seed)  # a shape too large for the device: UsageError
+    reference = reference_of(spec, problem, device, inputs)
     min_reps = settings.min_reps if device.kind == "cuda" else settings.min_reps_cpu
     timing_args = dict(device=device.torch_device, warmup_ms=settings.warmup_ms, rep_ms=settings.rep_ms,
                        min_reps=min_reps)
@@ -213,6 +214,23 @@ def _quality(model, tokens: torch.Tensor, reference: torch.Tensor | None) -> tup
     return {"ppl": perplexity(logp, tokens), "kl_vs_float": kl}, logp
 
 
+def check_lengths(model: str, config, *, prompt_len: int, gen: int) -> None:
+    """Refuse a workload longer than the model's positions: prompt_len for an encoder,
+    prompt_len + gen for a decoder (`config` a runtime ModelConfig). Raises UsageError."""
+    if config.family == "bert" and prompt_len > config.max_positions:
+        raise UsageError(f"--prompt-len {prompt_len} exceeds {model}'s {config.max_positions} positions")
+    if config.family != "bert" and prompt_len + gen > config.max_positions:
+        raise UsageError(f"--prompt-len {prompt_len} + --gen {gen} = {prompt_len + gen} exceeds {model}'s "
+                         f"{config.max_positions} positions")
+
+
+def preset_config(name: str):
+    """A built-in model's config without loading anything, or None for a path."""
+    from runtime.presets import PRESETS
+
+    return next((p.config for p in PRESETS if p.name == name), None)
+
+
 def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: list[int], prompt_len: int, gen: int,
                   db: str | None, plan=None, annotate=None, quality: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
     """Prefill and decode throughput per (variant, batch), weights and peak memory, config
@@ -233,6 +251,7 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device.torch_device)
         loaded = load_model(name, variant, device, plan=plan)
+        check_lengths(loaded.name, loaded.config, prompt_len=prompt_len, gen=gen)
         if loaded.synthetic:
             note = (f"{loaded.name} is synthetic: its shapes with seeded random weights, so its speed figures hold "
                     "and its outputs mean nothing")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import typer
 from rich.console import Group
 from rich.table import Table
@@ -11,10 +9,12 @@ from rich.table import Table
 import kernels as kernel_library
 from kernels.device import current_device
 from kernels.spec import Config
+from tuner.database import open_database
 
 from ..benchmark import INTERPRETER_NOTE, BenchResult, bench as run_bench
-from ..problems import parse_options, problem_from_text
-from .common import console, fmt_ms, fmt_num, print_json, user_errors
+from ..errors import UsageError
+from ..problems import given, parse_options, problem_from_text
+from .common import console, fmt_ms, fmt_num, print_json, seed_option, user_errors
 
 
 @user_errors
@@ -25,22 +25,26 @@ def bench(
     config: str = typer.Option(None, "--config", help="BLOCK_M=64,BLOCK_N=128,...; missing params take the default."),
     quant: str = typer.Option(None, "--quant", help="Quantization scheme for quantized kernels, e.g. int4-g128."),
     opt: list[str] = typer.Option([], "--opt", help="Problem options KEY=VALUE, e.g. causal=0 or bias=1."),
-    seed: int = typer.Option(None, "--seed", help="Seed of the random inputs (default: fresh)."),
+    db: str = typer.Option(None, "--db", help="Time the tuned config from this database (a path or an SQLAlchemy "
+                           "URL): its exact or nearest entry, else the heuristic. Default: the heuristic config."),
+    seed: int = seed_option(),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Check a kernel config against the reference, then time it and the torch baseline."""
+    if config is not None and db is not None:
+        raise UsageError("give --config or --db, not both")
+    if given(db, "--db") is not None:  # given, it must open: a missing or unusable one is exit 2, not the heuristic
+        open_database(db, create=False).close()
     spec = kernel_library.get(kernel)
     device = current_device()
     options = parse_options(opt)
     if quant is not None:
         options["quant"] = quant
     problem = problem_from_text(spec, shape, dtype, options, device)
-    chosen = Config.parse(config) if config else None
+    chosen = Config.parse(given(config, "--config")) if config is not None else None
     if chosen is not None:
         chosen = spec.complete(chosen, problem, device)
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    result = run_bench(spec, problem, chosen, seed=seed)
+    result = run_bench(spec, problem, chosen, seed=seed, db=db)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -68,6 +72,8 @@ def render(r: BenchResult) -> Group:
         f"accuracy: {verdict} — {r.comparison.summary()} (seed {r.seed})",
         f"timing: {t.reps} / {b.reps} repetitions, {t.method}" + (", L2 flushed" if t.l2_flushed else ""),
     ]
+    if r.warning:
+        lines.append(f"[yellow]warning: {r.warning}[/]")
     if r.interpreter:
         lines.append(f"[yellow]{INTERPRETER_NOTE}.[/]")
     return Group(*lines)

@@ -35,9 +35,16 @@ def click_exceptions():
     return exceptions
 
 
+def single_line(message: str) -> str:
+    """`message` on one line: line breaks (a path with a newline in it, a library's multi-line
+    message) are written as the escapes \\n and \\r, so a reader of stderr sees one line."""
+    text = str(message).strip().replace("\r\n", "\n")
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print `error: message` on one line to stderr; return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    """Print `error: message` on one line to stderr (line breaks escaped); return the Exit to raise."""
+    typer.echo(f"error: {single_line(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -54,6 +61,15 @@ def user_errors(fn: F) -> F:
             raise fail(str(exc), code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# torch.Generator.manual_seed takes a 64-bit integer; one range and one default (0) everywhere.
+SEED_MAX = 2**63 - 1
+
+
+def seed_option(what: str = "the random inputs") -> Any:
+    """The --seed option every command shares: default 0, 0 to 2**63-1 (outside: exit 2)."""
+    return typer.Option(0, "--seed", min=0, max=SEED_MAX, help=f"Seed of {what} (default 0; 0 to 2**63-1).")
 
 
 def print_json(data: Any) -> None:

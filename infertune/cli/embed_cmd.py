@@ -13,6 +13,7 @@ from runtime.variant import parse_variant
 
 from ..errors import UsageError
 from ..inference import launch_configs
+from ..problems import given
 from ..settings import Settings
 from .common import console, print_json, user_errors
 
@@ -24,11 +25,14 @@ def embed(
     variant: str = typer.Option(None, "--variant", help="e.g. fp32, fp16+w8:torch, bf16:triton "
                                 "(default: bf16 on a GPU, fp32 on the torch backend elsewhere)."),
     pairs: bool = typer.Option(False, "--pairs", help="Score each following text's relevance to the first (cosine)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+    batch_size: int = typer.Option(32, "--batch", "--batch-size", min=1,
+                                   help="Texts per forward pass (--batch-size: the same)."),
     db: str = typer.Option(None, "--db", help="Tuned config database (default INFERTUNE_DB, else per-user)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON (the vectors included)."),
 ) -> None:
     """Embed texts (mean pooling, L2-normalized), or rank documents against a query (--pairs)."""
+    for value, flag in ((variant, "--variant"), (db, "--db"), (model, "--model")):
+        given(value, flag)
     if not texts:
         raise UsageError("give at least one TEXT to embed")
     if pairs and len(texts) < 2:

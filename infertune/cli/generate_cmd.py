@@ -12,12 +12,15 @@ from kernels.device import current_device
 from runtime.generate import Sampling
 from runtime.loading import default_variant_text, load_model
 from runtime.plan import load_plan
+from runtime.presets import PRESETS
 from runtime.variant import parse_variant
 
 from ..errors import UsageError
 from ..inference import run_generate
+from ..problems import given
+from ..profiling import check_lengths
 from ..settings import Settings
-from .common import console, print_json, user_errors
+from .common import console, print_json, seed_option, user_errors
 
 
 @user_errors
@@ -26,23 +29,28 @@ def generate(
     prompt: list[str] = typer.Option(None, "--prompt", help="Prompt text; repeat for a batch."),
     variant: str = typer.Option(None, "--variant", help="e.g. bf16, bf16+w8, bf16+w4g128, fp16+w8:torch "
                                 "(default: bf16 on a GPU, fp32 on the torch backend elsewhere)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Tokens to generate per prompt."),
+    max_new_tokens: int = typer.Option(64, "--gen", "--max-new-tokens", min=1,
+                                       help="Tokens generated per sequence (--max-new-tokens: the same)."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", min=0, help="Keep the k most likely tokens (0: off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1: off)."),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed (default: random, printed)."),
+    seed: int = seed_option("the sampling (--temperature > 0) and of a tokenizer-less model's prompt tokens"),
     raw: bool = typer.Option(False, "--raw", help="Do not wrap the prompt in the model's chat template."),
-    prompt_len: int = typer.Option(32, "--prompt-len", min=1, help="Synthetic models: random prompt tokens."),
+    prompt_len: int = typer.Option(32, "--prompt-len", min=1,
+                                   help="Prompt tokens per sequence, for a model without a tokenizer (random tokens)."),
     plan: str = typer.Option(None, "--plan", help="Per-layer quantization plan (JSON from `autotune --quant-plan`)."),
     db: str = typer.Option(None, "--db", help="Tuned config database (default INFERTUNE_DB, else per-user)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Generate text; prints it, then prefill and decode tokens/s and the kernel configs' sources."""
+    for value, flag in ((variant, "--variant"), (plan, "--plan"), (db, "--db"), (model, "--model")):
+        given(value, flag)
+    preset = next((p for p in PRESETS if p.name == model), None)
+    if preset is not None and preset.synthetic:  # its prompt is --prompt-len tokens: checked before loading
+        check_lengths(model, preset.config, prompt_len=prompt_len, gen=max_new_tokens)
     device = current_device()
     chosen = parse_variant(variant or default_variant_text(device), gpu=device.kind == "cuda")
     layer_plan = load_plan(plan) if plan else None
-    if seed is None and temperature > 0:
-        seed = random.SystemRandom().randrange(2**31)
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     loaded = load_model(model, chosen, device, plan=layer_plan)
     if loaded.family != "llama":
@@ -52,7 +60,7 @@ def generate(
         if prompt:
             raise UsageError(f"{loaded.name} has no tokenizer (synthetic or no tokenizer.json): "
                              "give --prompt-len, not --prompt")
-        gen = random.Random(0)
+        gen = random.Random(seed)
         prompts = [[gen.randrange(loaded.config.vocab) for _ in range(prompt_len)]]
     else:
         if not prompt:

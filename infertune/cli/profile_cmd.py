@@ -16,12 +16,15 @@ from kernels.device import current_device
 
 from ..environment import collect_environment
 from ..model_autotune import parse_sizes
-from ..problems import parse_options, problem_from_text
-from ..profiling import device_peaks, parse_kernel_variants, parse_model_variants, profile_kernel, profile_model
-from ..rundir import new_run_dir, skeleton, write_run
+from ..problems import given, parse_options, problem_from_text
+from ..profiling import (
+    check_lengths, device_peaks, parse_kernel_variants, parse_model_variants, preset_config, profile_kernel,
+    profile_model,
+)
+from ..rundir import make_dir, run_dir_path, skeleton, write_run
 from ..settings import Settings
 from . import profile_tools as tools
-from .common import console, fmt_ms, print_json, user_errors
+from .common import console, fmt_ms, print_json, seed_option, user_errors
 
 app = typer.Typer(help="Profile kernel or model variants; writes a run directory (run.json + raw artifacts).",
                   no_args_is_help=True)
@@ -32,8 +35,8 @@ def child_command(args: list[str], out: Path) -> list[str]:
     return [sys.executable, "-m", "infertune", "profile", *args, "--out", str(out), "--json"]
 
 
-def _common_run(kind: str, name: str, out: str | None) -> tuple[Path, dict[str, Any]]:
-    path = new_run_dir(out, name)
+def _common_run(kind: str, name: str, target: tuple[Path, str]) -> tuple[Path, dict[str, Any]]:
+    path = make_dir(*target)
     env = collect_environment().to_dict()
     return path, skeleton(kind, name, ["infertune", *sys.argv[1:]], env)
 
@@ -73,7 +76,7 @@ def kernel(
     variants: str = typer.Option("torch,default,tuned", "--variants",
                                  help="torch, default, tuned and/or KEY=VALUE,... configs (comma-separated)."),
     db: str = typer.Option(None, "--db", help="Tuned config database for the tuned variant."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     nsys: bool = typer.Option(False, "--nsys", help="Re-run under Nsight Systems: GPU time per kernel and NVTX range."),
     ncu: bool = typer.Option(False, "--ncu", help="Re-run under Nsight Compute: SOL, occupancy, launch stats."),
     torch_trace: bool = typer.Option(False, "--torch-trace", help="Write a torch.profiler chrome trace."),
@@ -82,6 +85,7 @@ def kernel(
     json_output: bool = typer.Option(False, "--json", help="Print run.json instead of tables."),
 ) -> None:
     """Profile one kernel problem across variants (baseline: the torch op)."""
+    target = run_dir_path(out, name)  # checked writable before any work
     spec = kernel_library.get(name)
     device = current_device()
     options = parse_options(opt)
@@ -90,7 +94,7 @@ def kernel(
     problem = problem_from_text(spec, shape, dtype, options, device)
     chosen = parse_kernel_variants(variants)
     settings = Settings.from_env()
-    path, run = _common_run("profile-kernel", f"{spec.name}", out)
+    path, run = _common_run("profile-kernel", f"{spec.name}", target)
     run["variants"] = [v.name for v in chosen]
     run["baseline"] = "torch" if any(v.name == "torch" for v in chosen) else None
 
@@ -131,11 +135,16 @@ def model(
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Profile a decoder's prefill and decode across variants and batch sizes."""
+    target = run_dir_path(out, Path(name).name)  # checked writable before any work
     device = current_device()
-    chosen = parse_model_variants(variants or ("bf16" if device.kind == "cuda" else "fp32"), gpu=device.kind == "cuda")
+    chosen = parse_model_variants(given(variants, "--variants") or ("bf16" if device.kind == "cuda" else "fp32"),
+                                  gpu=device.kind == "cuda")
     batches = parse_sizes(batch, "--batch")
+    config = preset_config(name)
+    if config is not None:  # a path's config is checked once loaded
+        check_lengths(name, config, prompt_len=prompt_len, gen=gen)
     settings = Settings.from_env()
-    path, run = _common_run("profile-model", Path(name).name, out)
+    path, run = _common_run("profile-model", Path(name).name, target)
     run["variants"] = [str(v) for v in chosen]
     run["baseline"] = str(chosen[0])
 
