@@ -261,8 +261,9 @@ def test_put_refuses_a_bad_record_from_the_tuner(tmp_path):
 # -- corrupt rows --------------------------------------------------------------------------
 
 CORRUPTIONS = {
-    "config value not a number": ("config_json", '{"BLOCK_K": 32, "BLOCK_M": "abc", "BLOCK_N": 64, "GROUP_M": 8, '
-                                                 '"SPLIT_K": 1, "num_stages": 3, "num_warps": 4}'),
+    "config value not a number": ("config_json", json.dumps({"BLOCK_K": 32, "BLOCK_M": "abc", "BLOCK_N": 64,
+                                                             "GROUP_M": 8, "SPLIT_K": 1, "num_stages": 3,
+                                                             "num_warps": 4})),
     "config JSON that does not parse": ("config_json", "{not json"),
     "shape JSON that does not parse": ("shape_json", "[1,"),
     "a time that is text": ("median_ms", "fast"),

@@ -21,12 +21,10 @@ hash or another Triton minor version are stale: never used, and named in the ans
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +34,6 @@ from sqlalchemy import exc as sa_exc
 
 from kernels.config_source import HeuristicSource, Resolution
 from kernels.device import DeviceInfo
-from kernels.errors import InvalidProblem
 from kernels.registry import REGISTRY
 from kernels.spec import Config, KernelSpec, Problem
 
@@ -47,7 +44,7 @@ from .db_schema import (
     DatabaseError,
     DatabaseMissing,
     _first_line,
-    check_url,
+    check_storage,
     connect,
     records_table,
 )
@@ -55,17 +52,17 @@ from .keys import (
     BUCKETED_DIMS,
     DeviceClass,
     bucketed_dim,
+    current_source_hash,
+    current_triton_minor,
     device_class,
-    kernel_source_hash,
     log_distance,
     problem_bucket,
     problem_family,
-    problem_from_key,
     quant_of,
     triton_minor,
 )
 from .location import default_db_path, shown, sqlalchemy_url
-from .record import InvalidRecord, TuningRecord, check_record
+from .record import InvalidRecord, TuningRecord, validate_record
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -93,22 +90,6 @@ EXPORT_FORMAT = "infertune-tuning-export"
 _WRITE_ATTEMPTS = 20
 _OPEN_ATTEMPTS = 4
 T = records_table
-
-
-@functools.lru_cache(maxsize=1)
-def current_triton_minor() -> str:
-    return triton_minor(triton.__version__)
-
-
-_SOURCE_HASHES: dict[str, str] = {}
-
-
-def current_source_hash(spec: KernelSpec) -> str:
-    """The kernel source hash of `spec` in this process (its files are read once per kernel)."""
-    found = _SOURCE_HASHES.get(spec.name)
-    if found is None:
-        found = _SOURCE_HASHES[spec.name] = kernel_source_hash(spec)
-    return found
 
 
 def stale_reason(record: TuningRecord) -> str | None:
@@ -141,34 +122,6 @@ def key_fields(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> dict[s
         "dtype": problem.dtype, "quant": quant_of(problem), "problem_key": spec.shape_key(problem),
         "bucket": problem_bucket(spec, problem), "shape": problem.dims, "interpreter": device.interpreter,
     }
-
-
-def validate_record(record: TuningRecord) -> None:
-    """The one check of a record, on every way in and out of the database: well formed
-    (`tuner.record.check_record`: types, ranges, one-line strings, key consistent with shape,
-    dtype and quant) and, for a record of a registered kernel with its current source hash
-    (one this code could have written), a problem key the kernel accepts, written the way it
-    writes it, with the bucket it computes and a config of exactly its parameters. A record
-    of an older kernel source is only checked for form: it is stale, kept until pruned.
-
-    Raises InvalidRecord (one line)."""
-    check_record(record)
-    spec = next((s for s in REGISTRY if s.name == record.kernel), None)
-    if spec is None or record.source_hash != current_source_hash(spec):
-        return
-    try:
-        problem = problem_from_key(spec, record.problem_key)
-    except InvalidProblem as exc:
-        raise InvalidRecord(f"problem_key {record.problem_key!r}: {exc}") from None
-    if spec.shape_key(problem) != record.problem_key:
-        raise InvalidRecord(f"problem_key {record.problem_key!r} is not written as {spec.name} writes it "
-                            f"({spec.shape_key(problem)!r})")
-    if problem_bucket(spec, problem) != record.bucket:
-        raise InvalidRecord(f"bucket {record.bucket!r} is not the bucket of {record.problem_key!r}")
-    names = [p.name for p in spec.params]
-    if sorted(record.config) != sorted(names):
-        raise InvalidRecord(f"config {Config(record.config)} does not name the parameters of {spec.name} "
-                            f"({', '.join(names)})")
 
 
 def _label(r: Any) -> str:
@@ -507,30 +460,6 @@ def check_destination(location: str | None = None) -> str:
     SQLite, a foreign or corrupt database."""
     with open_database(location, create=True) as database:
         return database.location
-
-
-def check_storage(storage: str) -> None:
-    """Fail fast when the Optuna study storage `storage` (an SQLAlchemy URL: sqlite:///PATH,
-    postgresql://...) cannot be used: check the URL, its dialect and driver, the SQLite
-    file's place, then let Optuna open it (creating its tables). Raises DatabaseError (one
-    line); a SQLite file this call created is removed again when it fails."""
-    import optuna
-
-    from .db_schema import _check_sqlite_file, _remove_made
-
-    if "://" not in storage:
-        raise DatabaseError(f"study storage {shown(storage)} is not a URL; give sqlite:///PATH or "
-                            "postgresql://USER@HOST/NAME")
-    url = check_url(storage)
-    path = None
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = Path(url.database)
-    made = _check_sqlite_file(path, True, storage) if path is not None else False
-    try:
-        optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
-    except (sa_exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, OSError) as exc:
-        _remove_made(path, made)
-        raise DatabaseError(f"cannot use the study storage {shown(storage)}: {_first_line(exc)}") from None
 
 
 class DatabaseSource:

@@ -215,6 +215,11 @@ def connect(location: str, *, create: bool = True) -> Engine:
                 raw.cursor().execute("PRAGMA journal_mode=WAL")
             finally:
                 raw.close()
+    except sa_exc.OperationalError as exc:
+        # Cannot connect or open (a server down, a bad password, a read-only file): not corrupt.
+        engine.dispose()
+        _remove_made(path, made)
+        raise DatabaseError(f"cannot open {shown(location)} ({_first_line(exc)})") from None
     except sa_exc.SQLAlchemyError as exc:
         engine.dispose()
         _remove_made(path, made)
@@ -290,3 +295,25 @@ def _check_or_create(engine: Engine, location: str, create: bool) -> None:
         if lacking:
             raise DatabaseError(f"{where} is corrupt: table {records_table.name} lacks column(s) "
                                 f"{', '.join(lacking[:4])}{' ...' if len(lacking) > 4 else ''}")
+
+
+def check_storage(storage: str) -> None:
+    """Fail fast when the Optuna study storage `storage` (an SQLAlchemy URL: sqlite:///PATH,
+    postgresql://...) cannot be used: check the URL, its dialect and driver, the SQLite
+    file's place, then let Optuna open it (creating its tables). Raises DatabaseError (one
+    line); a SQLite file this call created is removed again when it fails."""
+    import optuna
+
+    if "://" not in storage:
+        raise DatabaseError(f"study storage {shown(storage)} is not a URL; give sqlite:///PATH or "
+                            "postgresql://USER@HOST/NAME")
+    url = check_url(storage)
+    path = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database)
+    made = _check_sqlite_file(path, True, storage) if path is not None else False
+    try:
+        optuna.storages.RDBStorage(url.render_as_string(hide_password=False))
+    except (sa_exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, OSError) as exc:
+        _remove_made(path, made)
+        raise DatabaseError(f"cannot use the study storage {shown(storage)}: {_first_line(exc)}") from None

@@ -8,12 +8,15 @@ files, never runs them) so that lookups and tests agree on what "the same key" m
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import triton
 
 from kernels.device import DeviceInfo
 from kernels.errors import InvalidProblem
@@ -217,3 +220,22 @@ def kernel_source_hash(spec: KernelSpec) -> str:
         digest.update(path.name.encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+# -- this process's keys (memoized) ----------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def current_triton_minor() -> str:
+    """The Triton minor version of this process ("3.9")."""
+    return triton_minor(triton.__version__)
+
+
+_SOURCE_HASHES: dict[str, str] = {}
+
+
+def current_source_hash(spec: KernelSpec) -> str:
+    """The kernel source hash of `spec` in this process (its files are read once per kernel)."""
+    found = _SOURCE_HASHES.get(spec.name)
+    if found is None:
+        found = _SOURCE_HASHES[spec.name] = kernel_source_hash(spec)
+    return found

@@ -1,4 +1,5 @@
-"""One tuned result: what the database stores and what the search writes.
+"""One tuned result: what the database stores and what the search writes, and the one check
+(`validate_record`) every record passes on its way into or out of the database.
 
 The fields follow the contract of docs/ARCHITECTURE.md ("Tuned config database").
 """
@@ -11,6 +12,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+from kernels.errors import InvalidProblem
+from kernels.registry import REGISTRY
+from kernels.spec import Config
+
+from .keys import current_source_hash, problem_bucket, problem_from_key
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,8 @@ def check_record(record: TuningRecord) -> None:
     created is ISO-8601; extra is a JSON object; the problem key's dims and dtype are the
     shape's and the dtype field's, and quant is its quant option (or "none").
 
-    Whether the kernel exists and takes these parameters is `tuner.database.check_for_registry`'s
-    business (a stale record of an older kernel version may name other parameters).
+    Whether the kernel exists and takes these parameters is `validate_record`'s business (a
+    stale record of an older kernel version may name other parameters).
 
     Raises InvalidRecord (one line)."""
     for name, width in _TEXT_FIELDS.items():
@@ -169,3 +176,31 @@ def _check_key(record: TuningRecord) -> None:
     opts = dict(o.partition("=")[::2] for o in options)
     if opts.get("quant", "none") != record.quant:
         raise InvalidRecord(f"problem_key {_short(record.problem_key)} does not match quant {_short(record.quant)}")
+
+
+def validate_record(record: TuningRecord) -> None:
+    """The one check of a record, on every way in and out of the database: well formed
+    (`tuner.record.check_record`: types, ranges, one-line strings, key consistent with shape,
+    dtype and quant) and, for a record of a registered kernel with its current source hash
+    (one this code could have written), a problem key the kernel accepts, written the way it
+    writes it, with the bucket it computes and a config of exactly its parameters. A record
+    of an older kernel source is only checked for form: it is stale, kept until pruned.
+
+    Raises InvalidRecord (one line)."""
+    check_record(record)
+    spec = next((s for s in REGISTRY if s.name == record.kernel), None)
+    if spec is None or record.source_hash != current_source_hash(spec):
+        return
+    try:
+        problem = problem_from_key(spec, record.problem_key)
+    except InvalidProblem as exc:
+        raise InvalidRecord(f"problem_key {record.problem_key!r}: {exc}") from None
+    if spec.shape_key(problem) != record.problem_key:
+        raise InvalidRecord(f"problem_key {record.problem_key!r} is not written as {spec.name} writes it "
+                            f"({spec.shape_key(problem)!r})")
+    if problem_bucket(spec, problem) != record.bucket:
+        raise InvalidRecord(f"bucket {record.bucket!r} is not the bucket of {record.problem_key!r}")
+    names = [p.name for p in spec.params]
+    if sorted(record.config) != sorted(names):
+        raise InvalidRecord(f"config {Config(record.config)} does not name the parameters of {spec.name} "
+                            f"({', '.join(names)})")
