@@ -12,6 +12,7 @@ from ._nvtx import nvtx_range
 from .config_source import get_config_source
 from .device import DeviceInfo, current_device, interpreter_enabled
 from .errors import InvalidProblem, UnsupportedOnDevice
+from .layout import check_out_disjoint
 from .spec import Config, KernelSpec
 
 
@@ -56,6 +57,8 @@ def run(spec: KernelSpec, inputs: Any, config: Config | Mapping[str, int] | None
     device = current_device()
     problem = spec.problem_of(inputs)
     check_inputs_on(spec, device, inputs, out)
+    if out is not None:
+        check_out_disjoint(spec.name, out, list(named_tensors(inputs)), spec.out_may_alias)
     reason = spec.unsupported_reason(problem, device)
     if reason:
         raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")

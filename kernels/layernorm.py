@@ -180,6 +180,7 @@ SPEC = KernelSpec(
     flops=lambda p: 8 * p["M"] * p["N"],
     bytes_moved=_bytes,
     tolerance=lambda p: tolerance_for(p.dtype),
+    out_may_alias=("x",),
     example={"M": 13, "N": 384},
 )
 

@@ -154,6 +154,7 @@ SPEC = KernelSpec(
     flops=lambda p: 4 * p["M"] * p["N"],
     bytes_moved=_bytes,
     tolerance=lambda p: tolerance_for(p.dtype),
+    out_may_alias=("x",),
     example={"M": 13, "N": 4096},
 )
 

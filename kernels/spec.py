@@ -188,6 +188,10 @@ class KernelSpec:
     # correctness check compares against `reference` (the dequantized operands); the
     # quantization search measures the scheme's error (SQNR) against this one.
     float_reference: "Callable[[Any], torch.Tensor] | None" = None
+    # The input fields a caller's `out` may be exactly (an in-place call: every element is
+    # read by the program that writes it, before it writes it). Any other overlap of out
+    # with an input is refused (kernels/layout.py).
+    out_may_alias: tuple[str, ...] = ()
     _param_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -119,6 +119,7 @@ SPEC = KernelSpec(
     # a and b read, out written.
     bytes_moved=lambda p: 3 * p["M"] * p["N"] * C.ELEMENT_BYTES[p.dtype],
     tolerance=lambda p: tolerance_for(p.dtype),
+    out_may_alias=("a", "b"),
     example={"M": 13, "N": 14336},
 )
 

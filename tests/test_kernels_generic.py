@@ -202,6 +202,49 @@ def test_input_on_another_device_is_refused(spec):
         run(spec, inputs, None, out=out)
 
 
+def _inputs_at(spec: KernelSpec, seed: int):
+    shape, options = LAYOUTS[spec.name]
+    problem = spec.problem(shape, _layout_dtype(spec), options)
+    dev = current_device()
+    return problem, spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, seed))
+
+
+@pytest.mark.parametrize("spec", kernels.REGISTRY, ids=lambda s: s.name)
+def test_out_overlapping_an_input_is_refused(spec):
+    """An out that shares memory with an input (one element off) would have programs read
+    what others already wrote: refused, for every input of the output's dtype."""
+    problem, inputs = _inputs_at(spec, 0)
+    ref = spec.reference(inputs)
+    out_dtype = DTYPE_NAMES[problem.dtype]
+    checked = 0
+    for path in tensor_paths(inputs):
+        t = get_at(inputs, path)
+        if t.dtype != out_dtype:
+            continue
+        buf = torch.zeros(t.numel() + ref.numel() + 1, dtype=t.dtype, device=t.device)
+        t_view = buf[: t.numel()].view(t.shape)
+        t_view.copy_(t)
+        out = buf[1: 1 + ref.numel()].view(ref.shape)
+        with pytest.raises(InvalidProblem, match=f"out shares memory with input {path[-1]}"):
+            run(spec, replace_at(inputs, path, t_view), None, out=out)
+        checked += 1
+    assert checked, f"{spec.name}: no input of the output dtype to overlap"
+
+
+@pytest.mark.parametrize("spec", [s for s in kernels.REGISTRY if s.out_may_alias], ids=lambda s: s.name)
+def test_in_place_on_an_allowed_input_matches_reference(spec, seed):
+    """out may be exactly one of `spec.out_may_alias` (the factory's own layout: e.g. swiglu's
+    gate half of gate_up, whose up half overlaps its address range)."""
+    for field in spec.out_may_alias:
+        problem, inputs = _inputs_at(spec, seed)
+        ref = spec.reference(inputs)
+        target = get_at(inputs, (field,))
+        result_tensor = run(spec, inputs, None, out=target)
+        assert result_tensor.data_ptr() == target.data_ptr()
+        result = compare(result_tensor.float(), ref, spec.tolerance(problem))
+        assert result.ok, f"{spec.name} out={field} seed {seed}: {result.summary()}"
+
+
 # -- the same checks in bf16 on a GPU ------------------------------------------------------
 gpu = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
