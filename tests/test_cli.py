@@ -170,3 +170,73 @@ def test_benchmark_part_with_failing_cases_exits_nonzero(tmp_path, monkeypatch, 
     data = json.loads((tmp_path / "results.json").read_text())
     assert code == 1 and len(data["failures"]) == 2 and {r["kernel"] for r in data["results"]} == {"matmul"}
     assert "only 0-dimensional arrays" in (tmp_path / "results.md").read_text()
+
+
+def test_bench_db_times_the_tuned_config(tmp_path, monkeypatch):
+    """bench --db: the database's config for this problem is the one checked and timed."""
+    from kernels.spec import Config
+    from tests.db_records import make_record
+    from tuner.database import open_database
+
+    for k, v in {"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "1"}.items():
+        monkeypatch.setenv(k, v)
+    device = current_device()
+    spec = kernels.get("matmul")
+    problem = spec.problem({"M": 13, "N": 37, "K": 29}, "fp32")
+    heuristic = dict(spec.heuristic(problem, device))
+    stored = next(c for c in ({**heuristic, "BLOCK_N": n, "BLOCK_K": k} for n in (32, 64, 16) for k in (32, 16, 64))
+                  if c != heuristic and spec.reject_reason(Config(c), problem, device) is None)
+    db = str(tmp_path / "tuned.db")
+    with open_database(db) as database:
+        database.put(make_record(shape={"M": 13, "N": 37, "K": 29}, dtype="fp32", device=device, config=stored))
+    result = runner.invoke(app, ["bench", "matmul", "--shape", "13x37x29", "--dtype", "fp32", "--db", db, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["config"] == stored and data["config_source"] == "database" and data["accuracy"]["ok"]
+    plain = json.loads(runner.invoke(app, ["bench", "matmul", "--shape", "13x37x29", "--dtype", "fp32",
+                                           "--json"]).output)
+    assert plain["config"] == heuristic and plain["config_source"] == "heuristic"
+
+
+def test_the_seed_defaults_to_0_and_says_so(capsys):
+    result = runner.invoke(app, ["check", "rmsnorm", "--dtype", "fp32", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["seed"] == 0  # was a fresh random seed per run
+    for command in (["bench"], ["check"], ["generate"], ["profile", "kernel"]):
+        code, out, _ = run_main(capsys, *command, "--help")
+        assert code == 0 and "default 0" in out, command
+
+
+def test_an_error_message_with_line_breaks_is_printed_on_one_line(capsys, monkeypatch):
+    from infertune.cli import common
+    from infertune.errors import UsageError
+
+    @common.user_errors
+    def command():
+        raise UsageError("first\nsecond\r\nthird")
+
+    with pytest.raises(common.typer.Exit) as exc:
+        command()
+    assert exc.value.exit_code == 2
+    assert capsys.readouterr().err == "error: first\\nsecond\\nthird\n"
+
+
+def test_writable_dir_refuses_before_creating_anything(tmp_path):
+    from infertune.errors import UsageError
+    from infertune.rundir import make_dir, writable_dir, writable_file
+
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    assert writable_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    for bad, fragment in [(afile, "is a file, not a folder"), (afile / "sub", f"{str(afile)!r} is a file"),
+                          (tmp_path / "x\ny" / ".." / "f" / "z", "is a file"), ("", "not a usable path")]:
+        with pytest.raises(UsageError, match="--out") as info:
+            writable_dir(bad)
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "x\ny").exists()
+    with pytest.raises(UsageError, match="is a folder, not a file"):
+        writable_file(tmp_path, "-o")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        writable_file(afile / "report.html", "-o")
+    assert make_dir(tmp_path / "a" / "b").is_dir()

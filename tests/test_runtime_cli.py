@@ -122,3 +122,28 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
         main(args)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_gen_and_max_new_tokens_are_one_option_and_the_seed_defaults_to_0(tmp_path):
+    """--gen is the lead's name for tokens generated per sequence; --max-new-tokens stays as
+    its alias. Sampling without --seed uses seed 0 (was a fresh random seed): reproducible."""
+    model_dir = _tiny_llama_dir(tmp_path / "tiny")
+    base = ["generate", "--model", str(model_dir), "--variant", "fp32:torch", "--prompt-len", "4",
+            "--temperature", "1.0", "--json"]
+    runs = [runner.invoke(app, base + [flag, "3"]) for flag in ("--gen", "--max-new-tokens")]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert first["seed"] == 0 and second["seed"] == 0
+    assert len(first["outputs"][0]["tokens"]) == 3 and first["outputs"] == second["outputs"]
+    other = json.loads(runner.invoke(app, base + ["--gen", "3", "--seed", "1"]).stdout)
+    assert other["seed"] == 1
+
+
+def test_embed_batch_and_batch_size_are_one_option():
+    minilm_dir()
+    runs = [runner.invoke(app, ["embed", "--json", flag, "1", "a", "b c"]) for flag in ("--batch", "--batch-size")]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    first, second = (json.loads(r.stdout)["embeddings"] for r in runs)
+    assert [row["text"] for row in first] == ["a", "b c"]
+    for a, b in zip(first, second):
+        assert max(abs(x - y) for x, y in zip(a["vector"], b["vector"])) < 1e-6
