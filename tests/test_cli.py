@@ -240,3 +240,51 @@ def test_writable_dir_refuses_before_creating_anything(tmp_path):
     with pytest.raises(UsageError, match="is a file, not a folder"):
         writable_file(afile / "report.html", "-o")
     assert make_dir(tmp_path / "a" / "b").is_dir()
+
+
+def test_demo_json_is_the_only_thing_on_stdout(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from infertune import demo
+    from infertune.cli import demo_cmd
+
+    seen = {}
+
+    def fake_run_demo(out, *, gpu, echo, budget_s, child_stdout):
+        seen["out"], seen["child_stdout"] = out, child_stdout
+        echo("progress goes to stderr")
+        step = demo.Step("environment", ["env"], run_dir=None, seconds=1.5, returncode=0)
+        made = demo.Step("profile one tuned kernel", ["profile"], run_dir=Path(out) / "kernel", seconds=2.0,
+                         returncode=0)
+        return [step, made], Path(out) / "report.html"
+
+    monkeypatch.setattr(demo_cmd, "run_demo", fake_run_demo)
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["report"] == str(tmp_path / "d" / "report.html") and data["failed"] == []
+    assert [s["name"] for s in data["steps"]] == ["environment", "profile one tuned kernel"]
+    assert data["steps"][1]["run_dir"] == str(tmp_path / "d" / "kernel")
+    assert seen["child_stdout"] is not None  # the steps' own output kept off stdout
+    assert "progress goes to stderr" in result.stderr
+
+
+def test_an_allocation_failure_is_a_usage_error():
+    import torch
+
+    from infertune.errors import UsageError
+    from infertune.problems import allocation_errors
+
+    spec = kernels.get("matmul")
+    problem = spec.problem({"M": 13, "N": 37, "K": 29}, "fp32")
+    device = current_device()
+    for exc in (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB"),
+                RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4e16 bytes"),
+                OverflowError("Python int too large"), MemoryError()):
+        with pytest.raises(UsageError, match="cannot be allocated") as info:
+            with allocation_errors(spec, problem, device):
+                raise exc
+        assert "\n" not in str(info.value) and "matmul M=13,N=37,K=29 fp32" in str(info.value)
+    with pytest.raises(RuntimeError, match="something else"):  # not an allocation: not hidden
+        with allocation_errors(spec, problem, device):
+            raise RuntimeError("something else")
