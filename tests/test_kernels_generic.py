@@ -159,12 +159,12 @@ def test_noncontiguous_input_matches_reference(spec, problem, path, layout, seed
         out = make_view(_poisoned_like(ref, out_dtype))
         base = out._base if out._base is not None else out
         untouched = base.isnan().sum() - out.isnan().sum()  # poison outside the view
-        result_tensor = spec.launch(inputs, config, out=out)
+        result_tensor = run(spec, inputs, config, out=out)  # the public functions' path
         assert result_tensor.data_ptr() == out.data_ptr(), f"{where}: the result is not the given out"
         assert int(base.isnan().sum() - out.isnan().sum()) == int(untouched), f"{where}: wrote outside out"
     else:
         view = make_view(get_at(inputs, path))
-        result_tensor = spec.launch(replace_at(inputs, path, view), config)
+        result_tensor = run(spec, replace_at(inputs, path, view), config)
     result = compare(result_tensor.float(), ref, spec.tolerance(problem))
     assert result.ok, f"{where}: {result.summary()}"
 
