@@ -216,6 +216,8 @@ BAD_RECORDS = {
     "unknown dtype": (_bad(dtype="fp7", problem_key="M=13,N=256,K=128|fp7|bias=0"), "supports dtypes"),
     "kernel a number": (_bad(kernel=7), "kernel must be a non-empty string"),
     "newline in a name": (_bad(device_name="cpu\nx"), "device_name must be one printable line"),
+    "a device name that is a path": (_bad(device_name="../../x"), "device_name must be a normalized name"),
+    "a capability that is not one": (_bad(capability="sm90"), "capability must be MAJOR.MINOR"),
     "interpreter a string": (_bad(interpreter="yes"), "interpreter must be true or false"),
     "not an object": ([1, 2], "a record must be an object"),
 }
@@ -365,3 +367,14 @@ def test_calibrate_checks_where_the_peaks_go_before_measuring(capsys, monkeypatc
     monkeypatch.setattr(calibrate_cmd, "measure_peaks", measured)
     (tmp_path / "x.db.peaks.json").mkdir()
     assert_one_error(capsys, "calibrate", "--db", db.format(dir=tmp_path / "x.db"), fragment=fragment)
+
+
+def test_stored_text_is_shown_as_text_not_markup(capsys, monkeypatch, tmp_path):
+    from infertune.cli import db_cmd
+
+    monkeypatch.setattr(db_cmd.console, "width", 400)  # one line per row
+    path = str(tmp_path / "t.db")
+    with open_database(path) as db:  # a stale record: its key is only checked for form
+        db.put(make_record(source_hash="0" * 64, problem_key="M=16,N=256,K=128|fp16|bias=[/x]"))
+    code, out, err = run_main(capsys, "db", "show", "--db", path)
+    assert code == 0 and "Traceback" not in err and "bias=[/x]" in out, out + err

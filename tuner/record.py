@@ -76,6 +76,8 @@ MAX_TRIALS = 10**9
 MAX_MS = 1e9                   # 11.6 days per call: past that a timing is a unit error
 MAX_EXTRA_CHARS = 65_536
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DEVICE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # what tuner.keys.normalize_device_name makes
+_CAPABILITY = re.compile(r"cpu|\d{1,3}\.\d{1,3}")
 # Text fields and the width of their column (tuner/db_schema.py); all of them are one line.
 _TEXT_FIELDS = {"kernel": 64, "source_hash": 64, "device_name": 128, "capability": 16, "triton_version": 64,
                 "torch_version": 64, "dtype": 16, "quant": 32, "problem_key": 512, "bucket": 512, "created": 40}
@@ -115,7 +117,8 @@ def _check_int_map(name: str, value: Any, low: int, high: int) -> None:
 
 def check_record(record: TuningRecord) -> None:
     """Check that `record` is well formed, field by field, and consistent with itself: text
-    fields are one-line strings that fit their column; shape and config map names to integers
+    fields are one-line strings that fit their column (device_name a normalized name,
+    capability "9.0" or "cpu"); shape and config map names to integers
     in range (dims 1..2**31-1, config values 1..2**20); times are finite, >= 0 and below 1e9 ms
     (default_ms and baseline_ms may be None); 0 <= trials <= 1e9; interpreter is a bool;
     created is ISO-8601; extra is a JSON object; the problem key's dims and dtype are the
@@ -133,6 +136,10 @@ def check_record(record: TuningRecord) -> None:
             raise InvalidRecord(f"{name} must be one printable line of at most {width} characters, got {_short(value)}")
     if not _NAME.fullmatch(record.kernel):
         raise InvalidRecord(f"kernel must be a registry name, got {_short(record.kernel)}")
+    if not _DEVICE.fullmatch(record.device_name):  # also a file name: `db export` writes <device_name>.json
+        raise InvalidRecord(f"device_name must be a normalized name (a-z, 0-9, -), got {_short(record.device_name)}")
+    if not _CAPABILITY.fullmatch(record.capability):
+        raise InvalidRecord(f"capability must be MAJOR.MINOR or cpu, got {_short(record.capability)}")
     if not re.search(r"\d", record.triton_version):
         raise InvalidRecord(f"triton_version is not a version: {_short(record.triton_version)}")
     try:

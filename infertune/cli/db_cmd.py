@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 import kernels as kernel_library
@@ -51,17 +52,18 @@ def show(
     if json_output:
         print_json([{**r.to_dict(), "stale": stale_reason(r)} for r in records])
         return
-    table = Table(title=f"{len(records)} tuned record(s) in {location}")
+    table = Table(title=escape(f"{len(records)} tuned record(s) in {location}"))
     for col in ("kernel", "device", "problem", "config", "p50", "vs default", "vs torch", "trials", "state"):
         table.add_column(col, overflow="fold", justify="right" if col in ("p50", "vs default", "vs torch",
                                                                             "trials") else "left")
     for r in records:
         stale = stale_reason(r)
         device = r.device_name if r.capability == "cpu" else f"{r.device_name} sm_{r.capability.replace('.', '')}"
-        table.add_row(r.kernel, device,
-                      r.problem_key, str(Config(r.config)), fmt_ms(r.median_ms), _ratio(r.default_ms, r.median_ms),
-                      _ratio(r.baseline_ms, r.median_ms), str(r.trials),
-                      f"[yellow]stale: {stale}[/]" if stale else ("interpreter" if r.interpreter else "fresh"))
+        # Stored text is data, not rich markup ("[/x]" in a stale record's key must not raise).
+        table.add_row(r.kernel, escape(device),
+                      escape(r.problem_key), str(Config(r.config)), fmt_ms(r.median_ms),
+                      _ratio(r.default_ms, r.median_ms), _ratio(r.baseline_ms, r.median_ms), str(r.trials),
+                      f"[yellow]stale: {escape(stale)}[/]" if stale else ("interpreter" if r.interpreter else "fresh"))
     console.print(table)
 
 
@@ -212,8 +214,8 @@ def verify(
             table.add_column(col, overflow="fold")
         for r in results:
             colour = {"ok": "green", "mismatch": "red"}.get(r["status"], "yellow")
-            table.add_row(r["kernel"], r["device_name"], r["problem"], r["config"],
-                          f"[{colour}]{r['status']}[/]", r["detail"] or "")
+            table.add_row(r["kernel"], escape(r["device_name"]), escape(r["problem"]), r["config"],
+                          f"[{colour}]{r['status']}[/]", escape(r["detail"] or ""))
         console.print(table)
     if any(r["status"] == "mismatch" for r in results):
         raise typer.Exit(1)
