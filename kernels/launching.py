@@ -29,25 +29,32 @@ def check_tensors_on(device: DeviceInfo, *tensors: torch.Tensor | None) -> None:
             raise InvalidProblem(f"tensor on {t.device.type} but kernels run on {want} ({device.label})")
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclasses.fields() per call costs microseconds
+
+
 def named_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     """(field path, tensor) for every tensor in a kernel's inputs dataclass, nested
     dataclasses (Int8Weight, Int4Weight, Fp8Tensor) included."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    for name in names:
+        value = getattr(obj, name)
         if isinstance(value, torch.Tensor):
-            yield prefix + f.name, value
+            yield prefix + name, value
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            yield from named_tensors(value, f"{prefix}{f.name}.")
+            yield from named_tensors(value, f"{prefix}{name}.")
 
 
 def check_inputs_on(spec: KernelSpec, device: DeviceInfo, inputs: Any, out: torch.Tensor | None) -> None:
     """Every tensor of `inputs` and `out` on the device the kernels run on; else
     InvalidProblem naming the first that is not (Triton would fail with a traceback, or
     read host memory as device memory)."""
-    want = device.torch_device.type
+    want_cuda = device.kind == "cuda"
     tensors = list(named_tensors(inputs)) + ([("out", out)] if out is not None else [])
     for name, t in tensors:
-        if t.device.type != want:
+        if t.is_cuda != want_cuda or not (want_cuda or t.is_cpu):
+            want = device.torch_device.type
             raise InvalidProblem(f"{spec.name}: {name} is on {t.device.type} but kernels run on {want} ({device.label})")
 
 
