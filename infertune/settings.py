@@ -3,6 +3,7 @@ A command-line flag beats the environment, which beats the default."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -41,9 +42,11 @@ def _number(env, name, default, kind):
     if raw is None or raw == "":
         return default
     try:
+        if not raw.isascii():  # int() and float() read '١٢' as 12
+            raise ValueError(raw)
         value = kind(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise SettingError(f"{name}={raw!r} must be >= 0")
+    if not math.isfinite(value) or value < 0:
+        raise SettingError(f"{name}={raw!r} must be a finite number >= 0")
     return value

@@ -288,3 +288,23 @@ def test_an_allocation_failure_is_a_usage_error():
     with pytest.raises(RuntimeError, match="something else"):  # not an allocation: not hidden
         with allocation_errors(spec, problem, device):
             raise RuntimeError("something else")
+
+
+def test_an_os_error_on_a_named_file_is_one_line_exit_2(capsys):
+    from infertune.cli import common
+
+    @common.user_errors
+    def command():
+        raise PermissionError(13, "Permission denied", "/some/where\nelse/run.json")
+
+    with pytest.raises(common.typer.Exit) as exc:
+        command()
+    assert exc.value.exit_code == 2
+    assert capsys.readouterr().err == "error: Permission denied: '/some/where\\nelse/run.json'\n"
+
+    @common.user_errors
+    def broken():
+        raise OSError("no file named: a bug, not bad input")
+
+    with pytest.raises(OSError):  # not turned into a usage error
+        broken()

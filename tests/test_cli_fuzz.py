@@ -69,6 +69,8 @@ CASES: list[Case] = [
     ("bench-db-missing", ["bench", "matmul", "--shape", "13x13x13", "--db", "<tmp>/missing.db"], {}, None),
     ("bench-db-not-a-database", ["bench", "matmul", "--shape", "13x13x13", "--db", "<file>"], {}, None),
     ("bench-db-empty", ["bench", "matmul", "--shape", "13x13x13", "--db", ""], {}, None),
+    ("bench-env-rep-nan", ["bench", "matmul", "--shape", "13x13x13"], {"INFERTUNE_REP_MS": "nan"}, None),
+    ("bench-env-warmup-arabic", ["bench", "matmul", "--shape", "13x13x13"], {"INFERTUNE_WARMUP_MS": ARABIC}, None),
     # profile kernel
     ("profile-kernel-out-is-file", ["profile", "kernel", "matmul", "--shape", "13x13x13", "--out", "<file>"], {}, None),
     ("profile-kernel-out-under-file", ["profile", "kernel", "matmul", "--shape", "13x13x13", "--out",
@@ -94,6 +96,8 @@ CASES: list[Case] = [
                                         "fastest"], {}, None),
     ("profile-kernel-seed-huge", ["profile", "kernel", "matmul", "--shape", "13x13x13", "--seed", BIG], {}, None),
     ("profile-kernel-arabic-shape", ["profile", "kernel", "matmul", "--shape", f"13x{ARABIC}x13"], {}, None),
+    ("profile-kernel-env-min-reps-inf", ["profile", "kernel", "matmul", "--shape", "13x13x13"],
+     {"INFERTUNE_MIN_REPS_CPU": "inf"}, None),
     ("profile-kernel-huge-shape", ["profile", "kernel", "matmul", "--shape", "100000000x100000000x100000000",
                                    "--dtype", "fp32"], {}, None),
     # profile model

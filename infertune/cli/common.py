@@ -59,6 +59,12 @@ def user_errors(fn: F) -> F:
             raise fail(str(exc)) from None
         except KernelFailed as exc:  # not bad input: the kernel broke; one line, exit 1
             raise fail(str(exc), code=1) from None
+        except OSError as exc:
+            # A file the user named (or its folder) that cannot be read or written, found only
+            # once the command ran (a full disk, permissions changed): one line, the path quoted.
+            if exc.filename is None:
+                raise
+            raise fail(f"{exc.strerror or type(exc).__name__}: {str(exc.filename)!r}") from None
 
     return wrapper  # type: ignore[return-value]
 
