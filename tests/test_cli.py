@@ -198,7 +198,8 @@ def test_bench_db_times_the_tuned_config(tmp_path, monkeypatch):
     assert plain["config"] == heuristic and plain["config_source"] == "heuristic"
 
 
-def test_the_seed_defaults_to_0_and_says_so(capsys):
+def test_the_seed_defaults_to_0_and_says_so(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # help on one line per option
     result = runner.invoke(app, ["check", "rmsnorm", "--dtype", "fp32", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["seed"] == 0  # was a fresh random seed per run

@@ -41,6 +41,7 @@ CASES: list[Case] = [
     ("check-unknown-dtype", ["check", "--dtype", "fp64"], {}, None),
     ("check-dtype-kernel-lacks", ["check", "matmul_fp8", "--dtype", "fp32"], {}, None),
     ("check-seed-huge", ["check", "matmul", "--seed", BIG], {}, None),
+    ("check-seed-2-32", ["check", "matmul", "--seed", str(2**32)], {}, None),
     ("check-seed-negative", ["check", "matmul", "--seed", "-1"], {}, None),
     ("check-seed-nan", ["check", "matmul", "--seed", "nan"], {}, None),
     ("check-seed-arabic", ["check", "matmul", "--seed", ARABIC], {}, None),

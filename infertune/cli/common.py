@@ -69,13 +69,14 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# torch.Generator.manual_seed takes a 64-bit integer; one range and one default (0) everywhere.
-SEED_MAX = 2**63 - 1
+# One range and one default (0) for every --seed: torch takes 64 bits, but numpy and Optuna's
+# samplers (autotune) take 0 to 2**32-1, so that is the range everywhere.
+SEED_MAX = 2**32 - 1
 
 
 def seed_option(what: str = "the random inputs") -> Any:
-    """The --seed option every command shares: default 0, 0 to 2**63-1 (outside: exit 2)."""
-    return typer.Option(0, "--seed", min=0, max=SEED_MAX, help=f"Seed of {what} (default 0; 0 to 2**63-1).")
+    """The --seed option every command shares: default 0, 0 to 2**32-1 (outside: exit 2)."""
+    return typer.Option(0, "--seed", min=0, max=SEED_MAX, help=f"Seed of {what} (default 0; 0 to 2**32-1).")
 
 
 def print_json(data: Any) -> None:
