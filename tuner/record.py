@@ -17,7 +17,7 @@ from kernels.errors import InvalidProblem
 from kernels.registry import REGISTRY
 from kernels.spec import Config
 
-from .keys import current_source_hash, problem_bucket, problem_from_key
+from .keys import current_source_hash, problem_from_key
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,8 @@ def validate_record(record: TuningRecord) -> None:
     (`tuner.record.check_record`: types, ranges, one-line strings, key consistent with shape,
     dtype and quant) and, for a record of a registered kernel with its current source hash
     (one this code could have written), a problem key the kernel accepts, written the way it
-    writes it, with the bucket it computes and a config of exactly its parameters. A record
+    writes it, and a config of exactly its parameters (the bucket is not compared: it is
+    informative, and its rule lives outside the kernel's source hash). A record
     of an older kernel source is only checked for form: it is stale, kept until pruned.
 
     Raises InvalidRecord (one line)."""
@@ -205,8 +206,6 @@ def validate_record(record: TuningRecord) -> None:
     if spec.shape_key(problem) != record.problem_key:
         raise InvalidRecord(f"problem_key {record.problem_key!r} is not written as {spec.name} writes it "
                             f"({spec.shape_key(problem)!r})")
-    if problem_bucket(spec, problem) != record.bucket:
-        raise InvalidRecord(f"bucket {record.bucket!r} is not the bucket of {record.problem_key!r}")
     names = [p.name for p in spec.params]
     if sorted(record.config) != sorted(names):
         raise InvalidRecord(f"config {Config(record.config)} does not name the parameters of {spec.name} "
