@@ -17,7 +17,7 @@ from kernels.errors import KernelError, UnsupportedOnDevice
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing, measure
 
-from .errors import KernelFailed, UsageError, one_line
+from .errors import KernelFailed, one_line
 from .problems import allocation_errors, check_fits
 from .settings import Settings
 
@@ -183,7 +183,7 @@ def _launch(spec: KernelSpec, inputs, config: Config):
         return spec.launch(inputs, config)
     except KernelError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a failing kernel is a result, told in one line
+    except Exception as exc:
         raise KernelFailed(f"{spec.name} {config} failed: {one_line(exc)}") from exc
 
 

@@ -130,7 +130,8 @@ def profile_kernel(spec: KernelSpec, problem: Problem, variants: list[KernelVari
                    annotate=None) -> tuple[list[dict[str, Any]], list[str]]:
     """Measure each variant on the same inputs; returns (measurements, notes). `annotate(message)`
     is a context-manager factory (NVTX ranges) wrapped around each variant's timed runs."""
-    from .benchmark import make_inputs, reference as reference_of
+    from .benchmark import make_inputs
+    from .benchmark import reference as reference_of
 
     inputs = make_inputs(spec, problem, device, seed)  # a shape too large for the device: UsageError
     reference = reference_of(spec, problem, device, inputs)

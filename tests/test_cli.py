@@ -282,13 +282,12 @@ def test_an_allocation_failure_is_a_usage_error():
     for exc in (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB"),
                 RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4e16 bytes"),
                 OverflowError("Python int too large"), MemoryError()):
-        with pytest.raises(UsageError, match="cannot be allocated") as info:
-            with allocation_errors(spec, problem, device):
-                raise exc
+        with pytest.raises(UsageError, match="cannot be allocated") as info, allocation_errors(spec, problem, device):
+            raise exc
         assert "\n" not in str(info.value) and "matmul M=13,N=37,K=29 fp32" in str(info.value)
-    with pytest.raises(RuntimeError, match="something else"):  # not an allocation: not hidden
-        with allocation_errors(spec, problem, device):
-            raise RuntimeError("something else")
+    # not an allocation: not hidden
+    with pytest.raises(RuntimeError, match="something else"), allocation_errors(spec, problem, device):
+        raise RuntimeError("something else")
 
 
 def test_an_os_error_on_a_named_file_is_one_line_exit_2(capsys):

@@ -267,7 +267,7 @@ def test_a_path_with_a_newline_is_quoted_on_one_line(places, capsys):
 
 def test_the_run_directory_is_checked_before_any_work(places, monkeypatch, capsys):
     """An unwritable --out is refused before the model loads or a kernel runs."""
-    import infertune.profiling as profiling
+    from infertune import profiling
 
     def boom(*args, **kwargs):
         raise AssertionError("work started before the output folder was checked")

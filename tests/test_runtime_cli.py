@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from infertune.cli import app, main
+from kernels.device import current_device
 from runtime.generate import generate
 from runtime.loading import load_model
 from runtime.variant import parse_variant
-from kernels.device import current_device
 
 from .models import minilm_dir, smollm2_path
 

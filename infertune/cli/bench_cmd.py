@@ -11,7 +11,8 @@ from kernels.device import current_device
 from kernels.spec import Config
 from tuner.database import open_database
 
-from ..benchmark import INTERPRETER_NOTE, BenchResult, bench as run_bench
+from ..benchmark import INTERPRETER_NOTE, BenchResult
+from ..benchmark import bench as run_bench
 from ..errors import UsageError
 from ..problems import given, parse_options, problem_from_text
 from .common import console, fmt_ms, fmt_num, print_json, seed_option, user_errors
@@ -27,7 +28,7 @@ def bench(
     opt: list[str] = typer.Option([], "--opt", help="Problem options KEY=VALUE, e.g. causal=0 or bias=1."),
     db: str = typer.Option(None, "--db", help="Time the tuned config from this database (a path or an SQLAlchemy "
                            "URL): its exact or nearest entry, else the heuristic. Default: the heuristic config."),
-    seed: int = seed_option(),
+    seed: int = seed_option(),  # noqa: B008 - a typer.Option, as every default here
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Check a kernel config against the reference, then time it and the torch baseline."""

@@ -8,7 +8,8 @@ from rich.table import Table
 import kernels as kernel_library
 from kernels.device import current_device
 
-from ..benchmark import CheckResult, check as run_check
+from ..benchmark import CheckResult
+from ..benchmark import check as run_check
 from ..errors import UsageError
 from ..problems import default_dtype, given
 from .common import console, print_json, seed_option, user_errors
@@ -18,7 +19,7 @@ from .common import console, print_json, seed_option, user_errors
 def check(
     names: list[str] = typer.Argument(None, help="Kernels to check (default: all)."),
     dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16 (default: bf16 where it runs)."),
-    seed: int = seed_option(),
+    seed: int = seed_option(),  # noqa: B008 - a typer.Option, as every default here
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Run each kernel's default config at its example shape and compare with its torch reference.

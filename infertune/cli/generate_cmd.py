@@ -34,7 +34,7 @@ def generate(
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 is greedy."),
     top_k: int = typer.Option(0, "--top-k", min=0, help="Keep the k most likely tokens (0: off)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass (1: off)."),
-    seed: int = seed_option("the sampling (--temperature > 0) and of a tokenizer-less model's prompt tokens"),
+    seed: int = seed_option("the sampling and a tokenizer-less model's prompt"),  # noqa: B008 - a typer.Option
     raw: bool = typer.Option(False, "--raw", help="Do not wrap the prompt in the model's chat template."),
     prompt_len: int = typer.Option(32, "--prompt-len", min=1,
                                    help="Prompt tokens per sequence, for a model without a tokenizer (random tokens)."),

@@ -76,7 +76,7 @@ def kernel(
     variants: str = typer.Option("torch,default,tuned", "--variants",
                                  help="torch, default, tuned and/or KEY=VALUE,... configs (comma-separated)."),
     db: str = typer.Option(None, "--db", help="Tuned config database for the tuned variant."),
-    seed: int = seed_option(),
+    seed: int = seed_option(),  # noqa: B008 - a typer.Option, as every default here
     nsys: bool = typer.Option(False, "--nsys", help="Re-run under Nsight Systems: GPU time per kernel and NVTX range."),
     ncu: bool = typer.Option(False, "--ncu", help="Re-run under Nsight Compute: SOL, occupancy, launch stats."),
     torch_trace: bool = typer.Option(False, "--torch-trace", help="Write a torch.profiler chrome trace."),
