@@ -43,7 +43,7 @@ def build(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
           "telemetry": telemetry}[chart.kind]
     try:
         return fn(chart, runs)
-    except (ValueError, RuntimeError, ZeroDivisionError, KeyError, TypeError) as exc:
+    except (ValueError, RuntimeError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
         return None, f"could not draw this chart: {type(exc).__name__}: {exc}"[:300]
 
 

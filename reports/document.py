@@ -9,9 +9,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import compare
-from .load import Run
+from .load import INSIDE, MISSING, Run, artifact
 
 INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
                        "Triton's CPU interpreter): they are CPU wall clock and say nothing about GPU speed.")
@@ -39,10 +40,25 @@ class Chart:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Link:
+    """One artifact in the report. `href` (a relative, percent-encoded URL) is set only for a
+    file inside its run directory; anything else is shown as text with `note` saying why."""
+
+    text: str
+    target: str  # where it is on disk, or the name as the run lists it when it is not linked
+    href: str | None
+    note: str = ""  # "" / MISSING_NOTE / OUTSIDE_NOTE
+
+
+MISSING_NOTE = "not in the run directory"
+OUTSIDE_NOTE = "outside the run directory: not linked"
+
+
 @dataclass
 class Links:
     title: str
-    items: list[tuple[str, str, bool]]  # (text, target path, exists)
+    items: list[Link]
 
 
 @dataclass
@@ -467,14 +483,25 @@ def _change_text(ch: compare.Change) -> str:
     return f"{signed_pct(ch.pct)} {mark}"
 
 
+def _href(path: Path, base: Path) -> str:
+    """A relative URL from `base` (the report's folder) to `path`, every segment
+    percent-encoded, so no name can read as a scheme (`javascript:` becomes `javascript%3A`)."""
+    rel = Path(os.path.relpath(path, base)).as_posix()
+    return "/".join(quote(part, safe="") for part in rel.split("/"))
+
+
 def _artifacts(runs: list[Run], base: Path | None) -> Section:
     sec = Section("artifacts", "Raw artifacts")
     for r in runs:
-        items = [("run.json", r.path / "run.json", True)] + r.artifacts()
         links = []
-        for name, full, exists in items:
-            target = os.path.relpath(full.resolve(), base) if base is not None else str(full)
-            links.append((f"{r.label}/{name}", target, exists))
+        for a in [artifact(r.path, "run.json"), *r.artifacts()]:
+            text = f"{r.label}/{a.name}"
+            if a.status == INSIDE and a.path is not None:
+                links.append(Link(text, str(a.path), _href(a.path, base) if base is not None else None))
+            elif a.status == MISSING and a.path is not None:
+                links.append(Link(text, str(a.path), None, MISSING_NOTE))
+            else:
+                links.append(Link(text, a.name, None, OUTSIDE_NOTE))
         sec.blocks.append(Links(r.label, links))
         for note in r.data.get("notes") or []:
             sec.blocks.append(Note(f"{r.label}: {note}", "warning" if "interpreter" in note or "synthetic" in note

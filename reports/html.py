@@ -78,7 +78,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% else %}<p class="chart-missing">{{ b.chart.title }}: {{ b.reason }}</p>{% endif %}
 {% elif b.kind == "links" %}
 <h3>{{ b.links.title }}</h3>
-<ul>{% for text, target, exists in b.links.items %}<li>{% if exists %}<a href="{{ target }}">{{ text }}</a>{% else %}<span class="missing">{{ text }} (not in the run directory)</span>{% endif %}</li>
+<ul>{% for link in b.links.items %}<li>{% if link.href %}<a href="{{ link.href }}">{{ link.text }}</a>{% else %}<span class="missing">{{ link.text }}{% if link.note %} ({{ link.note }}){% endif %}</span>{% endif %}</li>
 {% endfor %}</ul>
 {% endif %}
 {% endfor %}

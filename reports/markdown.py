@@ -1,19 +1,23 @@
 """The Markdown report: the same tables as the HTML one (no charts), for pull requests and
-issue threads. Cells are escaped for GitHub-flavoured Markdown: `|` and backslashes,
-`&`, `<`, `>` as entities (no raw HTML gets through), newlines folded."""
+issue threads. Cells are escaped for GitHub-flavoured Markdown: `|`, backslashes and brackets
+(no link syntax gets through), `&`, `<`, `>` as entities (no raw HTML gets through), newlines
+folded. An artifact is a link only when it is a file inside its run directory; any other name
+is an inline code span, which GFM never turns into a link."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from .document import Chart, Document, Links, Note, Table
+from .document import Chart, Document, Link, Links, Note, Table
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
 def escape(text: str) -> str:
     out = "".join(_ENTITIES.get(ch, ch) for ch in str(text))
-    out = out.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+    for ch in "\\|`*_[]":  # the backslash first, so the escapes added after it stay single
+        out = out.replace(ch, "\\" + ch)
     return " ".join(out.split())
 
 
@@ -32,6 +36,22 @@ def _table(t: Table) -> list[str]:
     return lines + [""]
 
 
+def code(text: str) -> str:
+    """`text` as an inline code span: shown verbatim, never a link, HTML or emphasis (GFM does
+    not autolink inside code). The fence is one backtick longer than any run of them inside."""
+    text = " ".join(str(text).split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _link(link: Link) -> str:
+    if link.href:  # percent-encoded by reports.document: no space, parenthesis or scheme left in it
+        return f"- [{escape(link.text)}]({link.href})"
+    return f"- {code(link.text)}" + (f" ({escape(link.note)})" if link.note else "")
+
+
 def render(doc: Document) -> str:
     lines = [f"# {escape(doc.title)}", ""]
     for s in doc.sections:
@@ -43,8 +63,7 @@ def render(doc: Document) -> str:
                 lines += [("> **Warning:** " if b.level == "warning" else "") + escape(b.text), ""]
             elif isinstance(b, Links):
                 lines += [f"**{escape(b.title)}**", ""]
-                lines += [f"- {escape(text)}" + ("" if exists else " (not in the run directory)")
-                          for text, _target, exists in b.items]
+                lines += [_link(link) for link in b.items]
                 lines.append("")
             elif isinstance(b, Chart):
                 continue  # charts are in the HTML report

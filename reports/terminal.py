@@ -29,8 +29,8 @@ def render(doc: Document, console: Console | None = None) -> None:
             elif isinstance(b, Note):
                 console.print(Text(b.text, style="yellow" if b.level == "warning" else "dim"))
             elif isinstance(b, Links):
-                for text, target, exists in b.items:
-                    console.print(Text(f"{text}: {target}" + ("" if exists else " (missing)")))
+                for link in b.items:
+                    console.print(Text(f"{link.text}: {link.target}" + (f" ({link.note})" if link.note else "")))
             elif isinstance(b, Chart):
                 charts += 1
     if charts:

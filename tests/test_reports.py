@@ -108,7 +108,7 @@ def test_markdown_flags_the_regression_and_not_the_noise(tmp_path):
             if line.startswith("|") and "profile-kernel" in line}
     assert "REGRESSION" in rows["default"] and rows["default"].startswith("| 🔴")
     assert "within noise" in rows["tuned"] and "REGRESSION" not in rows["tuned"]
-    assert "Rule: kernels: flagged only when the [p10, p90] intervals do not overlap" in text
+    assert "Rule: kernels: flagged only when the \\[p10, p90\\] intervals do not overlap" in text  # [ ] escaped
 
 
 # --------------------------------------------------------------------------- HTML

@@ -294,6 +294,12 @@ def test_hostile_name_is_text_not_script(page):
                           + _js_string(HOSTILE) + "; }).length")
     assert cells >= 2  # the kernel and the variant columns
     assert page.evaluate("window.__pwned === undefined")
+    # the hostile run's artifacts (javascript:, data:, https:, /etc/passwd, ../ escapes) are text,
+    # not links: every link on the page is a file inside a run directory (or a #section)
+    hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(function (a) { return a.href; })")
+    files = [h for h in hrefs if "#" not in h]
+    assert files and all(h.startswith(RUNS.as_uri() + "/") for h in files), files
+    assert not any("passwd" in h or "alert" in h for h in hrefs), hrefs
 
 
 def _js_string(text: str) -> str:

@@ -18,7 +18,8 @@ Synthetic (this machine has no GPU, NVML, nsys or ncu):
     gpu-synthetic/  kernel-a's rows re-labelled as an H100 run with datasheet peaks, telemetry summarized by
                     profilers.nvml.summarize() from fake samples (telemetry.csv beside it), and nsys / ncu results
                     parsed from the documented sample CSVs in tests/data/nsys and tests/data/ncu. Its notes say so.
-    hostile/        kernel-a with a kernel and variant named `<script>alert(1)</script>&"'` (the escaping test).
+    hostile/        kernel-a with a kernel and variant named `<script>alert(1)</script>&"'` (the escaping test)
+                    and artifacts named `javascript:alert(6)`, `../../../../etc/passwd`, ... (never linked).
 
 Each run.json is validated against reports/run_schema.json when written. After regenerating, update the
 Markdown snapshots: UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_reports.py.
@@ -41,6 +42,8 @@ ROOT = HERE.parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 HOSTILE = "<script>alert(1)</script>&\"'"
+HOSTILE_ARTIFACTS = ["javascript:alert(6)", "../../../../etc/passwd", "/etc/passwd",
+                     "data:text/html,<script>alert(7)</script>", "https://example.com/x.html"]
 SYNTHETIC_NOTE = "synthetic fixture: telemetry and Nsight data built from documented samples, not captured on a GPU"
 FAST = {"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "3"}
 
@@ -118,6 +121,7 @@ def make_hostile(out: Path) -> None:
         if r.get("config"):
             r["config"] = r["config"] + "," + HOSTILE
     run["notes"].append("fixture: kernel and variant names are a hostile string " + HOSTILE)
+    run["artifacts"] += HOSTILE_ARTIFACTS  # none of them may become a link
     save(out / "hostile", run)
 
 
