@@ -40,8 +40,10 @@ from runtime.linear import LinearWeight, make_linear
 from runtime.llama import LAYER_LINEARS, LlamaModel, layer_weight
 from runtime.plan import Plan
 from runtime.sample_text import SAMPLE_TEXT
+from tuner.location import sqlalchemy_url
 
 CHOICES = ("none", "int8", "int4-g32", "int4-g64", "int4-g128")
+PLAN_SAMPLERS = ("tpe", "random")
 MAX_BLOCKS = 6
 SEQ = 128  # tokens per evaluation sequence
 
@@ -173,21 +175,35 @@ def pareto(points: list[tuple[int, tuple[float, ...]]]) -> list[int]:
     return front
 
 
+def plan_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of the plan search called `name` (PLAN_SAMPLERS), seeded. Raises ValueError."""
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"the plan search runs --sampler {' or '.join(PLAN_SAMPLERS)}, not {name}")
+
+
 def search_plan(name: str, config, weights, tokens: torch.Tensor, *, dtype: str, device: torch.device,
-                trials: int, seed: int, max_ppl_increase: float, storage: str | None,
+                trials: int, seed: int, max_ppl_increase: float, storage: str | None, sampler: str = "tpe",
                 on_trial: Callable[[int, Quality], None] | None = None) -> tuple[PlanSearchResult, Plan | None]:
-    """Run the search (see the module docstring); returns the result and the chosen plan."""
+    """Run the search (see the module docstring); returns the result and the chosen plan.
+
+    storage: Optuna storage URL of the study (None: in memory); a stored study is continued,
+        `trials` more trials each call. sampler: one of PLAN_SAMPLERS (ValueError otherwise).
+    """
     time_decode = device.type == "cuda"
     evaluator = PlanEvaluator(config, weights, dtype, device, tokens, time_decode)
     n_blocks = len(blocks(config.layers))
     names = [f"{role}.b{b}" for role in LAYER_LINEARS for b in range(n_blocks)]
     objectives = ["kl", "bytes"] + (["decode_ms"] if time_decode else [])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10)
-    study = optuna.create_study(study_name=f"quant-plan|{name}|{dtype}|{device.type}", storage=storage,
-                                directions=["minimize"] * len(objectives), sampler=sampler, load_if_exists=True)
+    study = optuna.create_study(study_name=f"quant-plan|{name}|{dtype}|{device.type}",
+                                storage=sqlalchemy_url(storage) if storage else None,
+                                directions=["minimize"] * len(objectives), sampler=plan_sampler(sampler, seed),
+                                load_if_exists=True)
     done = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     if not done:
         for anchor in ("int8", "int4-g128", "int4-g32"):

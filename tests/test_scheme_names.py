@@ -93,6 +93,6 @@ def test_the_joint_search_takes_aliases():
 
 
 def test_model_tuning_problems_take_aliases():
-    kw = dict(batches=[2], seq=7, gen=3, dtype="fp16", kernel="matmul_w4a16")
+    kw = {"batches": [2], "seq": 7, "gen": 3, "dtype": "fp16", "kernel": "matmul_w4a16"}
     assert model_problems("smollm2-135m", quant="w4g64", **kw) == model_problems("smollm2-135m", quant="int4-g64", **kw)
     assert all(p.opt("quant") == "int4-g64" for _, p in model_problems("smollm2-135m", quant="w4g64", **kw))
