@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,38 +17,67 @@ from rich.table import Table
 
 import kernels as kernel_library
 from kernels.device import current_device
+from kernels.scheme_names import canonical_scheme
+from tuner.precompile import CompilePool
 from tuner.replay import load as load_replay
 from tuner.samplers import SAMPLERS
 from tuner.search import NoValidConfig, SearchOptions, TuneResult
-from tuner.precompile import CompilePool
-from tuner.worker import Worker
 from tuner.search import Progress as TrialProgress
 from tuner.space import Space
+from tuner.worker import Worker
 
 from ..autotune import autotune_problem, save_records, studies_storage, tuning_run
-from ..model_autotune import model_problems, parse_sizes
-from ..problems import default_dtype
-from ..quant_autotune import is_joint
-from .autotune_quant import tune_schemes
 from ..benchmark import INTERPRETER_NOTE
 from ..errors import UsageError
-from ..problems import parse_options, problem_from_text
+from ..model_autotune import model_problems, parse_sizes
+from ..problems import default_dtype, parse_options, problem_from_text
+from ..quant_autotune import is_joint
 from ..settings import Settings
-from .common import console, fmt_ms, print_json, user_errors
+from .autotune_quant import tune_schemes
+from .autotune_shared import (
+    check_destinations,
+    drop_if_empty,
+    given_flags,
+    refuse_flags,
+    status,
+)
+from .common import console, fmt_ms, print_json, seed_option, user_errors
 
-status = Console(stderr=True, highlight=False)
+# Every flag of the command, by parameter name, as the user spells it.
+FLAGS = {
+    "kernel": "KERNEL", "shape": "--shape", "dtype": "--dtype", "quant": "--quant", "opt": "--opt",
+    "trials": "--trials", "sampler": "--sampler", "seed": "--seed", "timeout": "--timeout", "retime": "--retime",
+    "trial_timeout": "--trial-timeout", "db": "--db", "storage": "--storage", "no_save": "--no-save",
+    "record": "--record", "replay": "--replay", "model": "--model", "batch": "--batch", "seq": "--prompt-len",
+    "gen": "--gen", "cuda_graph": "--cuda-graph", "compile_workers": "--compile-workers",
+    "quant_plan": "--quant-plan", "max_ppl_increase": "--max-ppl-increase", "out": "--out",
+    "min_sqnr": "--min-sqnr", "json_output": "--json",
+}
+# The flags each mode has no use for: given there, they are refused (exit 2), never ignored.
+REFUSED = {
+    "plan": ("kernel", "shape", "quant", "opt", "timeout", "retime", "trial_timeout", "no_save", "record", "replay",
+             "batch", "seq", "gen", "cuda_graph", "compile_workers", "min_sqnr"),
+    "model": ("shape", "opt", "record", "replay", "min_sqnr", "max_ppl_increase"),
+    "quant": ("record", "replay", "model", "batch", "seq", "gen", "compile_workers", "max_ppl_increase"),
+    "kernel": ("batch", "seq", "gen", "min_sqnr", "max_ppl_increase"),
+}
+MODE_NAMES = {"plan": "--quant-plan (the per-layer plan search)", "model": "--model (a model's kernel problems)",
+              "quant": "--quant all|LIST (the joint scheme search)", "kernel": "a kernel search (KERNEL --shape)"}
 
 
 @user_errors
 def autotune(
+    ctx: typer.Context,
     kernel: str = typer.Argument(None, help="Kernel name (see `infertune kernels`); with --model, only this kernel's problems."),
     shape: list[str] = typer.Option(None, "--shape", help="16x4096x4096 or M=16,N=4096,K=4096; repeat for more problems."),
     dtype: str = typer.Option(None, "--dtype", help="fp32, fp16 or bf16 (default: bf16 where it runs)."),
-    quant: str = typer.Option(None, "--quant", help="Quantization scheme for quantized kernels, e.g. int4-g128."),
+    quant: str = typer.Option(None, "--quant", help="Quantization scheme for quantized kernels, e.g. int4-g128 "
+                              "(aliases: w8 = int8, w4g128 = int4-g128, fp8 = fp8-row); all or a comma list "
+                              "searches schemes jointly."),
     opt: list[str] = typer.Option([], "--opt", help="Problem options KEY=VALUE, e.g. bias=1."),
     trials: int = typer.Option(100, "--trials", min=1, help="Configs to run per problem in this invocation."),
     sampler: str = typer.Option("tpe", "--sampler", help=f"Search strategy: {', '.join(SAMPLERS)}."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and of the inputs."),
+    seed: int = seed_option("the sampler and of the inputs"),
     timeout: float = typer.Option(None, "--timeout", min=0, help="Wall-clock budget per problem, seconds."),
     retime: int = typer.Option(3, "--retime", min=0, help="Re-time this many of the best configs before choosing "
                                "the winner (0: the study's best wins as measured)."),
@@ -61,15 +90,20 @@ def autotune(
     replay: str = typer.Option(None, "--replay", help="Answer trials from this replay file instead of running kernels (nothing is stored)."),
     model: str = typer.Option(None, "--model", help="Tune every (kernel, shape, dtype) this built-in model launches "
                               "(see runtime presets: smollm2-135m, minilm-l6, llama-3.2-1b, llama-3-8b)."),
-    batch: str = typer.Option(None, "--batch", help="With --model: batch sizes, e.g. 1,8,64 (default 1)."),
-    seq: int = typer.Option(None, "--seq", min=1, help="With --model: prompt length in tokens (default 128)."),
-    gen: int = typer.Option(128, "--gen", min=0, help="With --model: tokens generated after the prompt (sizes the KV cache)."),
+    batch: str = typer.Option(None, "--batch", help="With --model: sequences per forward pass, one or more, "
+                              "e.g. 1,8,64 (default 1)."),
+    seq: int = typer.Option(None, "--prompt-len", "--seq", min=1, help="With --model: prompt tokens per sequence "
+                            "(default 128; --seq is an alias)."),
+    gen: int = typer.Option(128, "--gen", min=0, help="With --model: tokens generated per sequence after the prompt "
+                            "(sizes the KV cache)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Time CUDA-graph replays of each config (GPU only): "
                                     "what a decode loop captured in a graph pays, without launch overhead."),
     compile_workers: int = typer.Option(None, "--compile-workers", min=0, help="Processes compiling proposals ahead "
                                         "of timing (default: min(8, CPUs) on a GPU; 0 under the interpreter)."),
     quant_plan: bool = typer.Option(False, "--quant-plan", help="With --model: search per-layer weight schemes "
-                                    "(quality loss vs weight bytes) and write the Pareto front and a chosen plan."),
+                                    "(quality loss vs weight bytes) and write the Pareto front and a chosen plan; "
+                                    "takes --trials, --sampler tpe|random, --seed, --dtype, --db/--storage (the "
+                                    "study, continued by a rerun), --out and --max-ppl-increase."),
     max_ppl_increase: str = typer.Option("2%", "--max-ppl-increase", help="With --quant-plan: the chosen plan's "
                                          "perplexity may exceed the float model's by this much (2% or 0.02)."),
     out: str = typer.Option(None, "--out", help="Run directory of this tuning run (default runs/<time>-autotune-"
@@ -85,25 +119,34 @@ def autotune(
     """
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    if quant_plan and model is None:
+        raise UsageError("--quant-plan searches a model's layers: give --model NAME")
+    if model is None and given_flags(ctx, ("batch", "seq", "gen")):
+        raise UsageError("--batch, --prompt-len and --gen describe a model's workload: give --model NAME too")
+    if model is not None and not quant_plan and (shape or replay or record or is_joint(quant)):
+        raise UsageError("--model takes its shapes from the model; leave out --shape, --record, --replay "
+                         "and a list of --quant schemes")
+    if is_joint(quant) and (replay or record):
+        raise UsageError("--record and --replay take one kernel and scheme, not --quant with several schemes")
+    if min_sqnr is not None and not quant_plan and not is_joint(quant):
+        raise UsageError("--min-sqnr picks among quantization schemes: give --quant all or a list such as int8,int4-g128")
+    mode = "plan" if quant_plan else "model" if model is not None else "quant" if is_joint(quant) else "kernel"
+    refuse_flags(ctx, {name: FLAGS[name] for name in REFUSED[mode]}, MODE_NAMES[mode])
     settings = Settings.from_env()
     device = current_device()
     if cuda_graph and device.kind != "cuda":
         raise UsageError(f"--cuda-graph needs a GPU; this device is {device.label}")
     if compile_workers is None:
         compile_workers = 0 if device.interpreter else min(8, os.cpu_count() or 1)
+    if quant is not None and not is_joint(quant):
+        quant = canonical_scheme(quant)  # "w4g128" is "int4-g128"
     if quant_plan:
-        if model is None:
-            raise UsageError("--quant-plan searches a model's layers: give --model NAME")
         from .autotune_plan import tune_plan
 
-        return tune_plan(model, trials=trials, seed=seed, dtype=dtype, max_ppl_increase=max_ppl_increase, out=out,
-                         storage=storage, device=device, json_output=json_output)
-    if model is None and (batch is not None or seq is not None):
-        raise UsageError("--batch and --seq describe a model's workload: give --model NAME too")
+        return tune_plan(model, trials=trials, sampler=sampler, seed=seed, dtype=dtype,
+                         max_ppl_increase=max_ppl_increase, out=out, db=db or settings.db, storage=storage,
+                         device=device, json_output=json_output)
     if model is not None:
-        if shape or replay or record or is_joint(quant):
-            raise UsageError("--model takes its shapes from the model; leave out --shape, --record, --replay "
-                             "and a list of --quant schemes")
         if kernel is not None:
             kernel_library.get(kernel)  # an unknown kernel fails as such
         targets = model_problems(model, batches=parse_sizes(batch or "1", "--batch"), seq=seq or 128, gen=gen,
@@ -117,13 +160,10 @@ def autotune(
         raise UsageError("give a KERNEL (see `infertune kernels`) or --model NAME")
     spec = kernel_library.get(kernel) if kernel is not None else None
     if is_joint(quant):
-        if replay or record:
-            raise UsageError("--record and --replay take one kernel and scheme, not --quant with several schemes")
         return tune_schemes(spec, shape, dtype, quant, opt, device, settings, trials=trials, sampler=sampler, seed=seed,
-                            timeout=timeout, trial_timeout=trial_timeout, db=db, storage=storage, no_save=no_save,
-                            min_sqnr=min_sqnr, json_output=json_output, out=out)
-    if min_sqnr is not None:
-        raise UsageError("--min-sqnr picks among quantization schemes: give --quant all or a list such as int8,int4-g128")
+                            timeout=timeout, retime=retime, trial_timeout=trial_timeout, cuda_graph=cuda_graph,
+                            db=db, storage=storage, no_save=no_save, min_sqnr=min_sqnr, json_output=json_output,
+                            out=out)
     recording = None
     if model is not None:
         problems = targets
@@ -139,16 +179,22 @@ def autotune(
             raise UsageError("give at least one --shape (or --replay FILE)")
         options = parse_options(opt)
         if quant is not None:
-            options["quant"] = quant
+            options["quant"] = quant  # canonical (above)
         problems = [(spec, problem_from_text(spec, s, dtype, options, device)) for s in shape]
     if record is not None and (sampler != "grid" or len(problems) != 1):
         raise UsageError("--record needs --sampler grid and exactly one --shape")
+    if record is not None:
+        _check_file_destination(record, "--record")
     db = db or settings.db
     # A recording or a replay runs in an in-memory study: a stored study would skip (record)
     # or be polluted by (replay) configs it already holds.
     storage = None if record or replay else storage or studies_storage(db)
     if record is not None:
         trials = max(trials, spec.space_size)
+    save = not no_save and replay is None
+    # Every destination is checked (and made) now: a bad one found after the trials would
+    # waste them, or send them somewhere the user did not ask for.
+    run_dir = check_destinations(db=db, save=save, storage=storage, out=out, run_dir_name=f"autotune-{model or kernel}")
     search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout, retime_top=retime,
                            compile_workers=compile_workers)
     if device.interpreter and replay is None:
@@ -175,6 +221,8 @@ def autotune(
                                                       worker=shared, compile_pool=shared_pool)
                 except NoValidConfig as exc:
                     _close(shared, shared_pool)
+                    if not results and out is None:
+                        drop_if_empty(run_dir)
                     raise UsageError(str(exc)) from None
             results.append(result)
             if tuned is not None:
@@ -183,15 +231,16 @@ def autotune(
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         _close(shared, shared_pool)
-        run_dir = _write_run(results, out, model or kernel, device, db, interrupted=True)
+        if not results and out is None:
+            drop_if_empty(run_dir)
+        run_dir = _write_run(results, run_dir, model or kernel, device, db, interrupted=True)
         _report(results, db, written=None, json_output=json_output, note="interrupted: every measurement is kept in "
                 f"the study ({storage}); run the same command again to continue" if storage else "interrupted",
                 run_dir=run_dir)
         raise typer.Exit(130) from None
     _close(shared, shared_pool)
-    save = not no_save and replay is None
     written = save_records(db, records) if records and save else 0
-    run_dir = _write_run(results, out, model or kernel, device, db)
+    run_dir = _write_run(results, run_dir, model or kernel, device, db)
     _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir)
     if record is not None:
         status.print(f"replay file written: {record}")
@@ -225,11 +274,20 @@ def _ratio(x: float | None) -> str:
     return f"{x:.2f}x" if x is not None else "-"
 
 
-def _write_run(results: list[TuneResult], out: str | None, name: str, device, db: str, interrupted: bool = False):
+def _write_run(results: list[TuneResult], run_dir: Path, name: str, device, db: str, interrupted: bool = False):
     if not results:
         return None
     specs = {r.kernel: kernel_library.get(r.kernel) for r in results}
-    return tuning_run(results, specs, name=name, out=out, device=device, db=db, notes=[], interrupted=interrupted)
+    return tuning_run(results, specs, name=name, out=str(run_dir), device=device, db=db, notes=[],
+                      interrupted=interrupted)
+
+
+def _check_file_destination(path: str, flag: str) -> None:
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag} {path!r}: its folder {str(target.parent)!r} does not exist")
 
 
 def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None,

@@ -12,8 +12,10 @@ from kernels.device import DeviceInfo
 from runtime import store
 from runtime.presets import get_preset
 
+from ..autotune import studies_storage
 from ..errors import UsageError
-from ..quant_plan import sample_tokens, search_plan
+from ..quant_plan import PLAN_SAMPLERS, sample_tokens, search_plan
+from .autotune_shared import check_destinations
 from .common import console, print_json
 
 
@@ -29,9 +31,13 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def tune_plan(model: str, *, trials: int, seed: int, dtype: str | None, max_ppl_increase: str, out: str | None,
-              storage: str | None, device: DeviceInfo, json_output: bool) -> None:
+def tune_plan(model: str, *, trials: int, sampler: str, seed: int, dtype: str | None, max_ppl_increase: str,
+              out: str | None, db: str, storage: str | None, device: DeviceInfo, json_output: bool) -> None:
+    """Search `model`'s per-layer plan; the study lives in `storage`, default beside the
+    database `db` (<db>.studies.db), so that running the same command again continues it."""
     limit = parse_fraction(max_ppl_increase)
+    if sampler not in PLAN_SAMPLERS:
+        raise UsageError(f"--quant-plan searches with --sampler {' or '.join(PLAN_SAMPLERS)}, not {sampler}")
     dtype = dtype or ("bf16" if device.kind == "cuda" else "fp32")
     preset = get_preset(model)
     if preset.synthetic or preset.config.family != "llama":
@@ -39,17 +45,19 @@ def tune_plan(model: str, *, trials: int, seed: int, dtype: str | None, max_ppl_
                          f"text; {model} is {'synthetic' if preset.synthetic else 'an encoder'}")
     files = store.load(model)
     tokens = sample_tokens(store.load_tokenizer(model))
+    storage = storage or studies_storage(db)
+    # The study storage and the run directory checked and made before the first trial (the
+    # database is not written; a --db that is a directory is refused all the same).
+    folder = check_destinations(db=db, save=False, storage=storage, out=out, run_dir_name=f"quant-plan-{model}")
 
     def progress(step, quality):
         if not json_output:
             console.print(f"[dim]trial {step}/{trials}: KL {quality.kl:.4g}, ppl {quality.ppl:.3f}, "
                           f"{quality.bytes / 2**20:.1f} MiB[/]")
 
-    result, plan = search_plan(model, files.config, files.tensors, tokens, dtype=dtype, device=device.torch_device, trials=trials, seed=seed,
-                               max_ppl_increase=limit, storage=storage, on_trial=progress)
-    from ..rundir import new_run_dir
-
-    folder = new_run_dir(out, f"quant-plan-{model}")
+    result, plan = search_plan(model, files.config, files.tensors, tokens, dtype=dtype, device=device.torch_device,
+                               trials=trials, sampler=sampler, seed=seed, max_ppl_increase=limit, storage=storage,
+                               on_trial=progress)
     (folder / "front.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if plan is not None:
         plan.save(folder / "plan.json")

@@ -18,15 +18,17 @@ from ..errors import UsageError
 from ..problems import default_dtype, parse_options
 from ..quant_autotune import LINEAR_KERNELS, autotune_quant
 from ..settings import Settings
+from .autotune_shared import check_destinations, drop_if_empty, status
 from .common import console, fmt_ms, print_json
 
 
 def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, quant: str, opt: list[str],
                  device: DeviceInfo, settings: Settings, *, trials: int, sampler: str, seed: int,
-                 timeout: float | None, trial_timeout: float, db: str | None, storage: str | None, no_save: bool,
-                 min_sqnr: float | None, json_output: bool, out: str | None = None) -> None:
-    from .autotune_cmd import status  # the progress console
-
+                 timeout: float | None, retime: int, trial_timeout: float, cuda_graph: bool, db: str | None,
+                 storage: str | None, no_save: bool, min_sqnr: float | None, json_output: bool,
+                 out: str | None = None) -> None:
+    """Check the input, then search every --shape's schemes and configs; retime > 0 re-times
+    each scheme's fastest configs before the front is drawn; cuda_graph times CUDA-graph replays."""
     if spec.name not in LINEAR_KERNELS:
         raise UsageError(f"--quant {quant} searches weight-quantization schemes of a linear layer; "
                          f"use one of {', '.join(LINEAR_KERNELS)}, not {spec.name}")
@@ -42,7 +44,7 @@ def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, 
     dtype = dtype or default_dtype(kernel_library.get("matmul_w8a16"), device)
     db = db or settings.db
     storage = storage or studies_storage(db)
-    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout)
+    search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout, retime_top=retime)
     layers = []  # every shape checked before anything runs
     for text in shapes:
         try:
@@ -50,6 +52,10 @@ def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, 
                                             kernel_library.get)))
         except SchemeError as exc:
             raise UsageError(str(exc)) from None
+    # Every destination checked and made before the first trial (a bad --db or --out found
+    # after the search would waste it).
+    run_dir = check_destinations(db=db, save=not no_save, storage=storage, out=out,
+                                 run_dir_name="autotune-" + _run_name(parse_shape(shapes[0], ("M", "N", "K"))))
     if device.interpreter:
         status.print(f"[yellow]warning: {INTERPRETER_NOTE}; the latencies are CPU results.[/]")
     results, records = [], []
@@ -63,24 +69,31 @@ def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, 
                     status.print(f"[dim]{_text} {done}/{trials} {scheme} {config}: {ms} {what}[/]")
 
             result, tuned = autotune_quant(cands, device, storage=storage, options=search,
-                                           policy=timing_policy(settings, device), trial_timeout_s=trial_timeout,
+                                           policy=timing_policy(settings, device, cuda_graph=cuda_graph),
+                                           trial_timeout_s=trial_timeout,
                                            min_sqnr_db=min_sqnr, on_trial=progress)
             results.append(result)
             records += tuned
             if result.interrupted:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
+        if out is None:
+            drop_if_empty(run_dir)
         _report(results, db, None, json_output, note=f"interrupted: every measurement is kept in {storage}; "
                 "run the same command again to continue")
         raise typer.Exit(130) from None
     written = save_records(db, records) if records and not no_save else None
-    run_dir = _write_run(results, out, device, db)
+    run_dir = _write_run(results, run_dir, device, db)
     _report(results, db, written, json_output, run_dir=run_dir)
     if min_sqnr is not None and any(r.chosen is None for r in results):
         raise typer.Exit(1)  # asked for a winner and there is none: say so in the exit status too
 
 
-def _write_run(results: list[QuantTuneResult], out: str | None, device: DeviceInfo, db: str):
+def _run_name(shape: dict[str, int]) -> str:
+    return "quant-" + "x".join(str(v) for v in shape.values())
+
+
+def _write_run(results: list[QuantTuneResult], run_dir, device: DeviceInfo, db: str):
     """The run directory: each scheme's tuned result as the plain search writes it, and the
     joint search (points, front, pick) under tuning[].quant_search."""
     if not results:
@@ -89,9 +102,8 @@ def _write_run(results: list[QuantTuneResult], out: str | None, device: DeviceIn
 
     per_scheme = [t for r in results for t in r.per_scheme.values()]
     specs = {t.kernel: kernel_library.get(t.kernel) for t in per_scheme}
-    return tuning_run(per_scheme, specs, name="quant-" + "x".join(str(v) for v in results[0].shape.values()),
-                      out=out, device=device, db=db, notes=[],
-                      extra_tuning=[{"quant_search": r.to_dict()} for r in results])
+    return tuning_run(per_scheme, specs, name=_run_name(results[0].shape), out=str(run_dir), device=device, db=db,
+                      notes=[], extra_tuning=[{"quant_search": r.to_dict()} for r in results])
 
 
 def _report(results: list[QuantTuneResult], db: str, written: int | None, json_output: bool, note: str | None = None,
