@@ -1,4 +1,4 @@
-"""`infertune autotune --model NAME --batch ... --seq ...`: the model's launch list becomes
+"""`infertune autotune --model NAME --batch ... --prompt-len ...`: the model's launch list becomes
 the tuning jobs, each tuned and stored; bad input is one line and exit 2."""
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def test_cli_tunes_and_stores_every_problem_of_the_model(tmp_path, monkeypatch):
     for k, v in {"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "2"}.items():
         monkeypatch.setenv(k, v)
     db = tmp_path / "t.db"
-    res = CliRunner().invoke(app, ["autotune", "rmsnorm", "--model", "smollm2-135m", "--batch", "1,3", "--seq", "5",
+    res = CliRunner().invoke(app, ["autotune", "rmsnorm", "--model", "smollm2-135m", "--batch", "1,3",
+                                   "--prompt-len", "5",
                                    "--gen", "4", "--dtype", "fp16", "--trials", "2", "--db", str(db), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
