@@ -10,12 +10,14 @@ import re
 from pathlib import Path
 
 from .document import Chart, Document, Link, Links, Note, Table
+from .runfile import one_line
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
 def escape(text: str) -> str:
-    out = "".join(_ENTITIES.get(ch, ch) for ch in str(text))
+    out = "".join(_ENTITIES.get(ch, ch) for ch in " ".join(str(text).split()))
+    out = one_line(out)  # control characters (a terminal escape in a name) as visible escapes
     for ch in "\\|`*_[]":  # the backslash first, so the escapes added after it stay single
         out = out.replace(ch, "\\" + ch)
     return " ".join(out.split())
@@ -39,7 +41,7 @@ def _table(t: Table) -> list[str]:
 def code(text: str) -> str:
     """`text` as an inline code span: shown verbatim, never a link, HTML or emphasis (GFM does
     not autolink inside code). The fence is one backtick longer than any run of them inside."""
-    text = " ".join(str(text).split())
+    text = one_line(" ".join(str(text).split()))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""

@@ -376,3 +376,23 @@ def test_the_depth_limit_is_the_library_s():
     from reports.runfile import MAX_DEPTH as LIMIT
 
     assert LIMIT == MAX_DEPTH
+
+
+ESCAPES = "\x1b[31mred\x1b]8;;https://example.com\x1b\\link\x07"  # colour, an OSC 8 hyperlink, a bell
+
+
+def test_control_characters_are_text_in_the_terminal_and_markdown(tmp_path, capsys, monkeypatch):
+    from infertune.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 250)
+    run = copy_run(tmp_path, "kernel-a", "run")
+    edit_run(run, lambda d: (d["artifacts"].append(ESCAPES), d["measurements"][0].update(kernel=ESCAPES)))
+    code, out = _main(["report", run], capsys)
+    assert code == 0 and "\x1b" not in out.out and "\x07" not in out.out
+    assert "\\x1b[31mred\\x1b]8;;https://example.com\\x1b\\link\\x07" in out.out
+    code, out = _main(["report", run, "-o", tmp_path / "r.md"], capsys)
+    text = (tmp_path / "r.md").read_text()
+    assert code == 0 and "\x1b" not in text and "\x07" not in text
+    # a name with a backslash is never a path: shown, escaped, not linked
+    assert ("- `run/\\x1b[31mred\\x1b]8;;https://example.com\\x1b\\link\\x07` (outside the run directory: not linked)"
+            in text)
