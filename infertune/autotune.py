@@ -122,7 +122,8 @@ def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name:
         rows = []
         for label, timing, config, source in (("torch", r.baseline, None, None),
                                               ("default", r.default, r.default_config, "heuristic"),
-                                              ("tuned", r.best, r.best_config, "search")):
+                                              ("tuned", r.best, r.best_config,
+                                               "default kept" if r.default_kept else "search")):
             if timing is not None:
                 rows.append(measurement_row(label, spec, r.problem, timing, config, source, None, flops, nbytes, pf, pb))
         base = rows[0] if rows and rows[0]["variant"] == "torch" else None

@@ -25,14 +25,19 @@ class Synthetic:
 
     def __init__(self) -> None:
         self.evaluated: list[Config] = []
+        self.timeouts: list[float | None] = []  # what each evaluate was told is left of the run budget
 
-    def evaluate(self, config: Config, stop_above_ms=None) -> Outcome:
+    def evaluate(self, config: Config, stop_above_ms=None, timeout_s=None) -> Outcome:
         self.evaluated.append(config)
+        self.timeouts.append(timeout_s)
         ms = 1.0 + (zlib.crc32(str(config).encode()) % 1000) / 100.0
         return Outcome(status="ok", timing=Timing(ms, ms, ms, ms, ms, 1, "synthetic", False, True))
 
     def baseline(self) -> Outcome:
         return Outcome(status="ok", timing=Timing(1.0, 1.0, 1.0, 1.0, 1.0, 1, "synthetic", False, False))
+
+    def compile_pool(self, workers: int, *, interpreter: bool):
+        return None
 
 
 SPEC = kernels.get("matmul")

@@ -85,11 +85,11 @@ class Interrupting(Synthetic):
         super().__init__()
         self.after = after
 
-    def evaluate(self, config, stop_above_ms=None) -> Outcome:
+    def evaluate(self, config, stop_above_ms=None, timeout_s=None) -> Outcome:
         if len(self.evaluated) == self.after:
             self.evaluated.append(config)
             raise KeyboardInterrupt
-        return super().evaluate(config, stop_above_ms)
+        return super().evaluate(config, stop_above_ms, timeout_s)
 
 
 def test_ctrl_c_keeps_what_was_measured_and_the_cut_trial_runs_again(tmp_path):
@@ -152,8 +152,12 @@ def test_run_budget_cuts_a_running_trial():
     assert elapsed < 8 + 12, elapsed  # 8 s budget (worker start included) + closing
 
 
-def test_run_budget_leaves_evaluators_without_timeout_alone():
-    evaluator = Synthetic()  # its evaluate takes no timeout_s
-    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+def test_every_trial_is_told_what_is_left_of_the_run_budget():
+    budgeted, unbounded = Synthetic(), Synthetic()
+    result = tune(SPEC, PROBLEM, CPU, budgeted, storage=None,
                   options=SearchOptions(trials=5, sampler="random", seed=0, timeout_s=600, retime_top=0))
-    assert result.trials_run == 5 == len(evaluator.evaluated)
+    assert result.trials_run == 5 == len(budgeted.evaluated)
+    left = budgeted.timeouts
+    assert all(t is not None and 0 < t <= 600 for t in left) and left == sorted(left, reverse=True)
+    tune(SPEC, PROBLEM, CPU, unbounded, storage=None, options=SearchOptions(trials=3, seed=0, retime_top=0))
+    assert unbounded.timeouts == [None, None, None]

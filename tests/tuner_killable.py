@@ -1,5 +1,7 @@
-"""A tuner process for the SIGKILL test: `python -m tests.tuner_killable STORAGE` searches
-matmul 16x32x32 with a slow synthetic evaluator (no kernels) until it is killed."""
+"""A tuner process for the SIGKILL tests: `python -m tests.tuner_killable STORAGE [HANG_AT]`
+searches matmul 16x32x32 with a slow synthetic evaluator (no kernels) until it is killed;
+with HANG_AT its evaluation number HANG_AT (from 0) never returns, so that a kill lands
+mid-trial for sure."""
 
 from __future__ import annotations
 
@@ -18,10 +20,17 @@ OPTIONS = SearchOptions(trials=60, sampler="tpe", seed=4, retime_top=0)
 
 
 class Slow(Synthetic):
-    def evaluate(self, config, stop_above_ms=None):
+    def __init__(self, hang_at: int | None = None) -> None:
+        super().__init__()
+        self.hang_at = hang_at
+
+    def evaluate(self, config, stop_above_ms=None, timeout_s=None):
+        if len(self.evaluated) == self.hang_at:
+            time.sleep(3600)
         time.sleep(0.2)
-        return super().evaluate(config, stop_above_ms)
+        return super().evaluate(config, stop_above_ms, timeout_s)
 
 
 if __name__ == "__main__":
-    tune(SPEC, PROBLEM, CPU, Slow(), storage=sys.argv[1], options=OPTIONS)
+    hang_at = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    tune(SPEC, PROBLEM, CPU, Slow(hang_at), storage=sys.argv[1], options=OPTIONS)

@@ -18,9 +18,9 @@ from .tuner_killable import PROBLEM, SPEC
 
 
 class Paced(Synthetic):
-    def evaluate(self, config, stop_above_ms=None):
+    def evaluate(self, config, stop_above_ms=None, timeout_s=None):
         time.sleep(0.05)
-        return super().evaluate(config, stop_above_ms)
+        return super().evaluate(config, stop_above_ms, timeout_s)
 
 
 def main(storage: str, trials: int, seed: int) -> None:

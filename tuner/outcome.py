@@ -16,6 +16,7 @@ WRONG_RESULT = "wrong-result"          # output differs from the reference: neve
 TIMEOUT = "timeout"                    # ran past the per-trial timeout; the worker was replaced
 CRASHED = "crashed"                    # the worker process died (illegal memory access, segfault)
 INTERRUPTED = "interrupted"            # Ctrl-C during the trial: not a result, retried on resume
+ABANDONED = "abandoned"                # its tuner died mid-trial (tuner/owner.py): not a result, enqueued again
 
 OK = "ok"
 EARLY_STOPPED = "early-stopped"

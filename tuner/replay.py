@@ -89,8 +89,7 @@ class RecordingEvaluator:
         self.recording = Recording(spec.name, problem, device, None, {})
 
     def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
-        outcome = self.inner.evaluate(config, None) if timeout_s is None else \
-            self.inner.evaluate(config, None, timeout_s=timeout_s)
+        outcome = self.inner.evaluate(config, None, timeout_s=timeout_s)
         self.recording.outcomes.setdefault(config, outcome)
         return outcome
 
@@ -98,6 +97,10 @@ class RecordingEvaluator:
         outcome = self.inner.baseline()
         self.recording.baseline = outcome
         return outcome
+
+    def compile_pool(self, workers: int, *, interpreter: bool):
+        """The inner evaluator's pool: compiling records nothing."""
+        return self.inner.compile_pool(workers, interpreter=interpreter)
 
 
 class ReplayEvaluator:
@@ -119,6 +122,10 @@ class ReplayEvaluator:
 
     def baseline(self) -> Outcome:
         return self.recording.baseline or Outcome.failed(oc.RUNTIME_ERROR, "no baseline in the replay file")
+
+    def compile_pool(self, workers: int, *, interpreter: bool) -> None:
+        """None: a replay compiles nothing."""
+        return None
 
 
 @dataclass(frozen=True)
