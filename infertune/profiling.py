@@ -225,6 +225,20 @@ def check_lengths(model: str, config, *, prompt_len: int, gen: int) -> None:
                          f"{config.max_positions} positions")
 
 
+def check_memory(model: str, config, device: DeviceInfo, *, batch: int, prompt_len: int, gen: int) -> None:
+    """Refuse a batch whose smallest state cannot fit the device: a decoder's KV cache at 2
+    bytes an element, an encoder's hidden states at 2 bytes. A lower bound, so nothing that
+    fits is refused; it stops `--batch 100000000000` before any work. Raises UsageError."""
+    if config.family == "bert":
+        need = 2 * batch * prompt_len * config.hidden
+    else:
+        need = 2 * 2 * config.layers * config.kv_heads * config.head_dim * (prompt_len + gen) * batch
+    if device.total_memory and need > device.total_memory:
+        raise UsageError(f"--batch {batch} with {model} needs at least {need / 2**30:,.1f} GiB "
+                         f"(its {'hidden states' if config.family == 'bert' else 'KV cache'}); "
+                         f"{device.label} has {device.total_memory / 2**30:,.1f} GiB")
+
+
 def preset_config(name: str):
     """A built-in model's config without loading anything, or None for a path."""
     from runtime.presets import PRESETS
@@ -253,6 +267,8 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
             torch.cuda.reset_peak_memory_stats(device.torch_device)
         loaded = load_model(name, variant, device, plan=plan)
         check_lengths(loaded.name, loaded.config, prompt_len=prompt_len, gen=gen)
+        for batch in batches:
+            check_memory(loaded.name, loaded.config, device, batch=batch, prompt_len=prompt_len, gen=gen)
         if loaded.synthetic:
             note = (f"{loaded.name} is synthetic: its shapes with seeded random weights, so its speed figures hold "
                     "and its outputs mean nothing")

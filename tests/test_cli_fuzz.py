@@ -109,6 +109,9 @@ CASES: list[Case] = [
     ("profile-model-prompt-len-arabic", ["profile", "model", "smollm2-synth", "--prompt-len", ARABIC], {}, None),
     ("profile-model-gen-nan", ["profile", "model", "smollm2-synth", "--gen", "nan"], {}, None),
     ("profile-model-bad-batch", ["profile", "model", "smollm2-synth", "--batch", "x"], {}, None),
+    ("profile-model-huge-batch", ["profile", "model", "smollm2-synth", "--batch", "100000000000"], {}, None),
+    ("profile-model-huge-encoder-batch", ["profile", "model", "minilm-l6", "--batch", "1,100000000000"], {}, None),
+    ("profile-model-junk-path", ["profile", "model", "<tmp>/no-such-model-dir", "--out", "<tmp>/pm"], {}, None),
     ("profile-model-zero-batch", ["profile", "model", "smollm2-synth", "--batch", "0"], {}, None),
     ("profile-model-empty-variants", ["profile", "model", "smollm2-synth", "--variants", ""], {}, None),
     ("profile-model-unknown-variant", ["profile", "model", "smollm2-synth", "--variants", "fp64"], {}, None),
@@ -255,6 +258,9 @@ def test_bad_invocation_is_one_line_and_exit_2(argv, env, places, monkeypatch, c
     lines = err.splitlines()
     assert exc.value.code == 2, (exc.value.code, err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0][len("error: "):].strip(), err
+    tmp = places["<tmp>"]
+    assert not os.path.exists(os.path.join(tmp, "runs")) and not os.path.exists(os.path.join(tmp, "pm")), \
+        "a refused invocation left a run directory behind"
 
 
 def test_a_path_with_a_newline_is_quoted_on_one_line(places, capsys):

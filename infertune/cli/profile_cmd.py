@@ -15,10 +15,11 @@ import kernels as kernel_library
 from kernels.device import current_device
 
 from ..environment import collect_environment
+from ..errors import UsageError
 from ..model_autotune import parse_sizes
 from ..problems import given, parse_options, problem_from_text
 from ..profiling import (
-    check_lengths, device_peaks, parse_kernel_variants, parse_model_variants, preset_config, profile_kernel,
+    check_lengths, check_memory, device_peaks, parse_kernel_variants, parse_model_variants, preset_config, profile_kernel,
     profile_model,
 )
 from ..rundir import make_dir, run_dir_path, skeleton, write_run
@@ -143,6 +144,10 @@ def model(
     config = preset_config(name)
     if config is not None:  # a path's config is checked once loaded
         check_lengths(name, config, prompt_len=prompt_len, gen=gen)
+        for size in batches:
+            check_memory(name, config, device, batch=size, prompt_len=prompt_len, gen=gen)
+    elif not Path(name).expanduser().exists():  # before the run directory is made
+        raise UsageError(f"unknown model {name!r}: not a built-in model nor an existing path")
     settings = Settings.from_env()
     path, run = _common_run("profile-model", Path(name).name, target)
     run["variants"] = [str(v) for v in chosen]
