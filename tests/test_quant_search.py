@@ -74,8 +74,10 @@ def test_pareto_front_and_pick_are_pure_and_right():
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_joint_search_finds_the_planted_front_and_runs_each_config_once(sampler):
     result, log, cands = _run(trials=40, sampler=sampler, seed=2)
-    ran = log[:result.trials_run]  # then one re-timing of each scheme's fastest
-    assert set(log[result.trials_run:]) == {(s, r.best_config) for s, r in result.per_scheme.items()}
+    ran = log[:result.trials_run]  # then a re-timing of each scheme's three fastest (retime_top=3)
+    ms = {(s, c): Planted(s, []).evaluate(c).timing.median_ms for s, c in ran}
+    assert sorted(log[result.trials_run:], key=str) == sorted(
+        (x for s in PLANTED for x in sorted((x for x in ran if x[0] == s), key=ms.get)[:3]), key=str)
     assert len(ran) == len(set(ran)) == 40
     spaces = {c.scheme.name: c.space for c in cands}
     assert all(spaces[s].reject_reason(c) is None for s, c in ran)
@@ -198,3 +200,46 @@ def test_cli_joint_search_bad_input_is_one_line_and_exit_2(args, message, tmp_pa
         main(["autotune", *args, "--db", str(tmp_path / "t.db")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+class SlowOnRetime(Planted):
+    """Planted, except that a scheme's first re-timed config (its fastest in the study) runs
+    five times slower when re-timed: re-timing the top two must then pick the runner-up."""
+
+    def __init__(self, scheme: str, log: list, seen: set) -> None:
+        super().__init__(scheme, log)
+        self.seen, self.retimes = seen, 0
+
+    def evaluate(self, config: Config, stop_above_ms=None) -> Outcome:
+        again = (self.scheme, config) in self.seen
+        self.seen.add((self.scheme, config))
+        outcome = super().evaluate(config, stop_above_ms)
+        if again:
+            self.retimes += 1
+            if self.retimes == 1:
+                ms = outcome.timing.median_ms * 5
+                return Outcome(status=oc.OK, timing=_timing(ms), float_sqnr_db=outcome.float_sqnr_db)
+        return outcome
+
+
+@pytest.mark.parametrize("top", [0, 1, 2])
+def test_retime_top_reruns_each_schemes_fastest_and_the_fastest_rerun_wins(top):
+    log: list = []
+    seen: set = set()
+    trials = 24
+    result = quant_tune(_cands(), CPU, lambda c: SlowOnRetime(c.scheme.name, log, seen), storage=None,
+                        options=SearchOptions(trials=trials, seed=3, retime_top=top))
+    search, retimes = log[:trials], log[trials:]
+    assert len(set(search)) == trials  # the search runs each config once; re-timing comes after
+    for scheme, r in result.per_scheme.items():
+        ran = sorted((c for s, c in search if s == scheme),
+                     key=lambda c: Planted(scheme, []).evaluate(c).timing.median_ms)
+        assert [c for s, c in retimes if s == scheme] == ran[:top]
+        assert len(r.retimed) == min(top, len(ran))
+        planted = {c: Planted(scheme, []).evaluate(c).timing.median_ms for c in ran}
+        if top == 0:
+            assert r.best_config == ran[0] and r.best.median_ms == planted[ran[0]]
+        elif top == 1 or len(ran) == 1:  # the only re-timed config, 5x slower on its re-run
+            assert r.best_config == ran[0] and r.best.median_ms == pytest.approx(5 * planted[ran[0]])
+        else:  # the runner-up's re-run beats the fastest's slow re-run
+            assert r.best_config == ran[1] and r.best.median_ms == planted[ran[1]]

@@ -223,7 +223,9 @@ def quant_tune(cands: list[Candidate], device: DeviceInfo, evaluator_of: Callabl
         cands: from `candidates` (all of one shape and dtype).
         evaluator_of: the evaluator of one candidate (its outcomes carry float_sqnr_db).
         storage: Optuna storage URL; None keeps the study in memory.
-        options: trials, sampler (tpe or random), seed, timeout, early stop, re-timing.
+        options: trials, sampler (tpe or random), seed, timeout, early stop, re-timing (each
+            scheme's `retime_top` fastest configs run again; the fastest re-timed one is its
+            point; 0 keeps the study's timings).
         min_sqnr_db: pick the fastest front point reaching it.
         on_trial: called with (scheme, config, outcome, trials run) after every run.
     """
@@ -333,7 +335,7 @@ def quant_tune(cands: list[Candidate], device: DeviceInfo, evaluator_of: Callabl
             study.tell(trial, state=TrialState.FAIL)
     _summarize(result, by_name, measured, defaults, device)
     if not result.interrupted and options.retime_top > 0:
-        _retime(result, evaluators)
+        _retime(result, measured, evaluators, options.retime_top)
     _choose(result)
     return result
 
@@ -365,17 +367,27 @@ def _summarize(result: QuantTuneResult, by_name: dict[str, Candidate], measured:
         result.per_scheme[s] = r
 
 
-def _retime(result: QuantTuneResult, evaluators: dict[str, Evaluator]) -> None:
-    # Each scheme's fastest config again, on the same footing, before the front is drawn.
+def _retime(result: QuantTuneResult, measured: dict[str, optuna.trial.FrozenTrial], evaluators: dict[str, Evaluator],
+            top: int) -> None:
+    # Each scheme's `top` fastest configs again, on the same footing; the fastest re-timed one
+    # is the scheme's point (with its own SQNR) before the front is drawn.
     for s, r in result.per_scheme.items():
-        if r.best_config is None:
-            continue
-        outcome = evaluators[s].evaluate(r.best_config, None)
-        r.retimed.append({"config": dict(r.best_config), "study_ms": r.best.median_ms if r.best else None,
-                          "retimed": outcome.timing.to_dict() if outcome.ok and outcome.timing else None,
-                          "failure": outcome.reason if not outcome.ok else None})
-        if outcome.ok and outcome.timing is not None:
-            r.best = outcome.timing
+        mine = sorted((t for k, t in measured.items() if k.startswith(s + "|") and t.state == TrialState.COMPLETE),
+                      key=lambda t: t.values[0])[:top]
+        best = None
+        for t in mine:
+            config = Config({k.partition(":")[2]: int(v) for k, v in t.params.items() if k != "scheme"})
+            outcome = evaluators[s].evaluate(config, None)
+            timing = outcome.timing if outcome.ok else None
+            r.retimed.append({"config": dict(config), "study_ms": t.values[0],
+                              "retimed": timing.to_dict() if timing else None,
+                              "failure": outcome.reason if not outcome.ok else None})
+            if timing is not None and (best is None or timing.median_ms < best[0].median_ms):
+                best = (timing, config, t)
+        if best is not None:
+            r.best, r.best_config = best[0], best[1]
+            r.trials_to_best = best[2].user_attrs.get("run_index")
+            result.sqnr_db[s] = best[2].values[1]
 
 
 def _choose(result: QuantTuneResult) -> None:
