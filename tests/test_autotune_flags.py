@@ -79,9 +79,10 @@ def test_an_unwritable_out_is_refused_before_any_trial(mode, where, tmp_path, ru
 
 def test_an_unopenable_storage_is_refused_before_any_trial(tmp_path, runs, capsys):
     db = tmp_path / "t.db"
-    storage = f"sqlite:///{tmp_path / 'missing' / 'deeper' / 's.db'}"
+    (tmp_path / "afile").write_text("")
+    storage = f"sqlite:///{tmp_path / 'afile' / 's.db'}"  # under a file: no database can be made there
     err = _refused([*KERNEL, "--db", str(db), "--storage", storage], capsys)
-    assert "study storage" in err
+    assert "afile" in err and "not a directory" in err
     _nothing_written(tmp_path, runs, db)
 
 

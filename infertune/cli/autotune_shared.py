@@ -42,19 +42,19 @@ def check_destinations(*, db: str | None, save: bool, storage: str | None, out: 
     """Make sure every place this tuning run writes to can be written, before any trial runs:
     the database `db` (opened, and created when `save`), the Optuna `storage` (opened, its
     tables created) and the run directory (`out`, else runs/<time>-<run_dir_name>/, created).
-    Returns the run directory. Raises UsageError, or tuner.database.DatabaseError, in one line.
+    Returns the run directory. Raises UsageError, or tuner.database.DatabaseError (from
+    check_storage / check_destination), in one line.
     """
+    from tuner.database import check_destination, check_storage
+
     if db is not None and "://" not in db and Path(db).expanduser().is_dir():
         raise UsageError(f"--db {db!r} is a directory; give a database file such as {str(Path(db) / 'tuning.db')!r}")
     if out is not None:
         _check_out(out)
     if storage is not None:
-        _open_storage(storage)
+        check_storage(storage)
     if db is not None and save:
-        from tuner.database import open_database
-
-        with open_database(db, create=True):
-            pass
+        check_destination(db)
     from ..rundir import new_run_dir
 
     try:
@@ -82,16 +82,3 @@ def _check_out(out: str) -> None:
             if not parent.is_dir():
                 raise UsageError(f"--out {out!r}: {str(parent)!r} is not a directory")
             break
-
-
-def _open_storage(storage: str) -> None:
-    import optuna
-    import sqlalchemy.exc
-
-    from tuner.location import sqlalchemy_url
-
-    try:
-        optuna.storages.RDBStorage(sqlalchemy_url(storage))
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"cannot open the study storage {storage!r}: {first}") from None
