@@ -98,7 +98,7 @@ class Config(Mapping[str, int]):
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, sep, value = part.partition("=")
             name, value = name.strip(), value.strip()
-            if not sep or not name or not re.fullmatch(r"-?\d+", value):
+            if not sep or not name or not re.fullmatch(r"-?[0-9]+", value):
                 raise InvalidConfig(f"malformed config entry {part!r}; expected NAME=INT[,NAME=INT...]")
             values[name] = int(value)
         return cls(values)
@@ -314,7 +314,7 @@ def _option_text(value: Any) -> str:
     return str(value)
 
 
-_SHAPE_X = re.compile(r"^\s*\d+(\s*x\s*\d+)*\s*$", re.IGNORECASE)
+_SHAPE_X = re.compile(r"^\s*[0-9]+(\s*x\s*[0-9]+)*\s*$", re.IGNORECASE)
 
 
 def parse_shape(text: str, dims: tuple[str, ...]) -> dict[str, int]:
@@ -329,7 +329,7 @@ def parse_shape(text: str, dims: tuple[str, ...]) -> dict[str, int]:
     for part in text.split(","):
         name, sep, value = part.partition("=")
         name, value = name.strip(), value.strip()
-        if not sep or not re.fullmatch(r"\d+", value) or name not in dims or name in out:
+        if not sep or not re.fullmatch(r"[0-9]+", value) or name not in dims or name in out:
             raise InvalidProblem(f"malformed shape {text!r}: {expected}")
         out[name] = int(value)
     if set(out) != set(dims):

@@ -44,10 +44,20 @@ def test_parse_shape_forms(text, expected):
 
 
 @pytest.mark.parametrize("text", ["16x4096", "16x4096x4096x2", "M=16,N=4096", "M=16,N=4,K=4,Z=1", "M=-1,N=4,K=4",
-                                  "M=16,M=16,K=4", "16,4096,4096", "", "axbxc"])
+                                  "M=16,M=16,K=4", "16,4096,4096", "", "axbxc",
+                                  # non-ASCII digits: int() reads them, a user never means them
+                                  "\u0661\u0662x4x4", "M=\u0661\u0662,N=4,K=4", "16x\uff14x4"])
 def test_parse_shape_rejects_with_the_expected_form(text):
     with pytest.raises(InvalidProblem, match=r"expected MxNxK .* or M=16,N=16,K=16"):
         parse_shape(text, ("M", "N", "K"))
+
+
+def test_config_parse_refuses_non_ascii_digits():
+    from kernels.spec import Config
+
+    with pytest.raises(InvalidConfig, match="malformed"):
+        Config.parse("BLOCK_M=\u0666\u0664")
+    assert Config.parse("BLOCK_M=64")["BLOCK_M"] == 64
 
 
 def test_problem_validation():
