@@ -268,3 +268,24 @@ def test_plan_search_refuses_a_directory_as_db(tmp_path, runs, monkeypatch, caps
     err = _refused([*PLAN, "--db", str(tmp_path)], capsys)
     assert "is a directory" in err
     assert not Path(f"{tmp_path}.studies.db").exists()
+
+
+def test_quant_naming_the_kernels_own_scheme_is_accepted(tmp_path, runs, monkeypatch, capsys):
+    """matmul_w8a16 runs int8 only: `--quant int8` (or `w8`) names its problem, as no --quant
+    does; a scheme another kernel runs is refused naming that kernel."""
+    from infertune.cli import autotune_cmd
+
+    seen = []
+
+    def fake_tune(spec, problem, device, **kw):
+        seen.append(spec.shape_key(problem))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autotune_cmd, "autotune_problem", fake_tune)
+    base = ["autotune", "matmul_w8a16", "--shape", "4x64x64", "--dtype", "fp16", "--db", str(tmp_path / "t.db")]
+    for extra in ([], ["--quant", "int8"], ["--quant", "w8"]):
+        res = CliRunner().invoke(app, [*base, *extra, "--json"])
+        assert res.exit_code == 130, res.output
+    assert len(seen) == 3 and len(set(seen)) == 1
+    err = _refused([*base[1:], "--quant", "w4g128"], capsys)
+    assert "int4-g128 runs on matmul_w4a16" in err

@@ -19,6 +19,7 @@ import kernels as kernel_library
 from kernels.device import current_device
 from kernels.scheme_names import canonical_scheme
 from tuner.precompile import CompilePool
+from tuner.quant_search import SCHEMES as QUANT_SCHEMES
 from tuner.replay import load as load_replay
 from tuner.samplers import SAMPLERS
 from tuner.search import NoValidConfig, SearchOptions, TuneResult
@@ -179,7 +180,7 @@ def autotune(
             raise UsageError("give at least one --shape (or --replay FILE)")
         options = parse_options(opt)
         if quant is not None:
-            options["quant"] = quant  # canonical (above)
+            options.update(_quant_option(spec, quant))
         problems = [(spec, problem_from_text(spec, s, dtype, options, device)) for s in shape]
     if record is not None and (sampler != "grid" or len(problems) != 1):
         raise UsageError("--record needs --sampler grid and exactly one --shape")
@@ -280,6 +281,20 @@ def _write_run(results: list[TuneResult], run_dir: Path, name: str, device, db: 
     specs = {r.kernel: kernel_library.get(r.kernel) for r in results}
     return tuning_run(results, specs, name=name, out=str(run_dir), device=device, db=db, notes=[],
                       interrupted=interrupted)
+
+
+def _quant_option(spec, quant: str) -> dict[str, str]:
+    """The problem option `--quant SCHEME` (canonical) sets on `spec`: its quant option where
+    the kernel has one; none where the kernel runs that scheme only (int8 is matmul_w8a16's
+    format); UsageError naming the kernel that runs it otherwise."""
+    if any(o.name == "quant" for o in spec.options):
+        return {"quant": quant}
+    scheme = next((s for s in QUANT_SCHEMES if s.name == quant), None)
+    if scheme is not None and scheme.kernel == spec.name:
+        return {}
+    own = [s.name for s in QUANT_SCHEMES if s.kernel == spec.name]
+    where = f"; {quant} runs on {scheme.kernel}" if scheme is not None else ""
+    raise UsageError(f"{spec.name} takes no --quant {quant}" + (f" (it runs {', '.join(own)})" if own else "") + where)
 
 
 def _check_file_destination(path: str, flag: str) -> None:
