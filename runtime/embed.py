@@ -60,7 +60,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptModelFile(f"cannot read {path}: {exc}") from None
+        raise CorruptModelFile(f"cannot read {str(path)!r}: {exc}") from None
 
 
 def _check_mean_pooling(pooling: dict) -> None:

@@ -61,12 +61,12 @@ def _reader(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelFilesMissing(f"no GGUF file at {path}")
+        raise ModelFilesMissing(f"no GGUF file at {str(path)!r}")
     try:
         return GGUFReader(path)
     except Exception as exc:  # the library raises ValueError/struct.error/... on a bad file
         first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        raise CorruptModelFile(f"cannot read GGUF file {path}: {first}") from None
+        raise CorruptModelFile(f"cannot read GGUF file {str(path)!r}: {first}") from None
 
 
 def read_metadata(path: str | Path, reader=None) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def load_gguf(path: str | Path) -> LoadedModel:
         try:
             array = dequantize(t.data, t.tensor_type)
         except Exception as exc:
-            raise CorruptModelFile(f"cannot dequantize {t.name} ({t.tensor_type.name}) in {path}: {exc}") from None
+            raise CorruptModelFile(f"cannot dequantize {t.name} ({t.tensor_type.name}) in {str(path)!r}: {exc}") from None
         # F32 tensors come back as views of the read-only memory map: copy them out.
         array = np.array(array, dtype=np.float32, copy=not (isinstance(array, np.ndarray) and array.flags.writeable))
         if name.endswith(".q"):
@@ -165,4 +165,4 @@ def load_gguf(path: str | Path) -> LoadedModel:
 def _check_complete(tensors: dict[str, torch.Tensor], config: ModelConfig, path: str | Path) -> None:
     missing = [name for name in expected_names(config) if name not in tensors]
     if missing:
-        raise CorruptModelFile(f"GGUF file {path} lacks {len(missing)} tensor(s), e.g. {missing[0]}")
+        raise CorruptModelFile(f"GGUF file {str(path)!r} lacks {len(missing)} tensor(s), e.g. {missing[0]}")

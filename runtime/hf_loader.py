@@ -129,13 +129,13 @@ def expected_names(config: ModelConfig) -> list[str]:
 def read_config(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
     if not path.is_file():
-        raise ModelFilesMissing(f"no config.json in {directory}")
+        raise ModelFilesMissing(f"no config.json in {str(directory)!r}")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptModelFile(f"cannot read {path}: {exc}") from None
+        raise CorruptModelFile(f"cannot read {str(path)!r}: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidModelConfig(f"{path} is not a JSON object")
+        raise InvalidModelConfig(f"{str(path)!r} is not a JSON object")
     return data
 
 
@@ -150,13 +150,13 @@ def safetensors_files(directory: Path) -> list[Path]:
         files = [directory / name for name in sorted(set(weight_map.values()))]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ModelFilesMissing(f"{index.name} names {missing[0]}, which is not in {directory}")
+            raise ModelFilesMissing(f"{index.name} names {missing[0]}, which is not in {str(directory)!r}")
         return files
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         pickled = [p.name for p in directory.glob("*.bin")] + [p.name for p in directory.glob("*.pt")]
         why = f" ({pickled[0]} is a pickle checkpoint, which is not loaded)" if pickled else ""
-        raise ModelFilesMissing(f"no *.safetensors weights in {directory}{why}")
+        raise ModelFilesMissing(f"no *.safetensors weights in {str(directory)!r}{why}")
     return files
 
 
@@ -168,7 +168,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CorruptModelFile(f"cannot read safetensors file {path}: {first}") from None
+        raise CorruptModelFile(f"cannot read safetensors file {str(path)!r}: {first}") from None
 
 
 def load_hf_dir(path: str | Path) -> LoadedModel:
@@ -179,7 +179,7 @@ def load_hf_dir(path: str | Path) -> LoadedModel:
     """
     directory = Path(path)
     if not directory.is_dir():
-        raise ModelFilesMissing(f"no model directory at {directory}")
+        raise ModelFilesMissing(f"no model directory at {str(directory)!r}")
     raw_config = read_config(directory)
     config = ModelConfig.from_hf_config(raw_config)
     rename = llama_name if config.family == "llama" else bert_name
@@ -193,5 +193,5 @@ def load_hf_dir(path: str | Path) -> LoadedModel:
         tensors.pop("lm_head", None)  # some checkpoints store the tied copy as well
     missing = [name for name in expected_names(config) if name not in tensors]
     if missing:
-        raise CorruptModelFile(f"{directory} lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}")
+        raise CorruptModelFile(f"{str(directory)!r} lacks {len(missing)} tensor(s) the model needs, e.g. {missing[0]}")
     return LoadedModel(config=config, tensors=tensors, metadata=raw_config, path=directory)

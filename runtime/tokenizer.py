@@ -67,12 +67,12 @@ class Tokenizer:
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
-            raise ModelFilesMissing(f"no tokenizer.json at {path}")
+            raise ModelFilesMissing(f"no tokenizer.json at {str(path)!r}")
         try:
             backend = Backend.from_file(str(path))
         except Exception as exc:  # the library raises a bare Exception on a bad file
             first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise CorruptModelFile(f"cannot read tokenizer {path}: {first}") from None
+            raise CorruptModelFile(f"cannot read tokenizer {str(path)!r}: {first}") from None
         backend.no_padding()
         backend.no_truncation()
         config = _read_json(path.parent / "tokenizer_config.json")
@@ -212,7 +212,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptModelFile(f"cannot read {path}: {exc}") from None
+        raise CorruptModelFile(f"cannot read {str(path)!r}: {exc}") from None
     return data if isinstance(data, dict) else {}
 
 
