@@ -38,8 +38,8 @@ def _owner(pid: int, pid_start: str | None = None) -> Owner:
 def test_pid_check_tells_live_dead_zombie_and_reused_pids():
     child = _sleeper()
     try:
-        start = open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[19] \
-            if os.path.exists(f"/proc/{child.pid}/stat") else None
+        stat = Path(f"/proc/{child.pid}/stat")
+        start = stat.read_text().rpartition(")")[2].split()[19] if stat.exists() else None
         assert pid_gone(_owner(child.pid, start)) is None
         if start is not None:
             assert "another process" in pid_gone(_owner(child.pid, str(int(start) + 1)))

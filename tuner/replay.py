@@ -125,7 +125,6 @@ class ReplayEvaluator:
 
     def compile_pool(self, workers: int, *, interpreter: bool) -> None:
         """None: a replay compiles nothing."""
-        return None
 
 
 @dataclass(frozen=True)

@@ -33,18 +33,14 @@ measured beside it (the default is kept instead, `default_kept`).
 
 from __future__ import annotations
 
-import bisect
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
-import torch
-import triton
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from sqlalchemy import exc as sa_exc
@@ -54,16 +50,21 @@ from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing
 
 from . import outcome as oc
-from .keys import device_class, kernel_source_hash, problem_bucket, quant_of
+from .keys import device_class
 from .location import sqlalchemy_url
 from .outcome import Outcome
-from .owner import Heartbeat, Owner, abandoned_reason, claim
-from .record import TuningRecord
+from .owner import Heartbeat, Owner, claim
+from .result import Progress, TuneResult, to_record
 from .samplers import RETRY_ATTR, make_sampler
 from .space import Space
+from .study_view import RUN_INDEX, SOURCE, SharedView, is_run, measured_trials
 
 if TYPE_CHECKING:
     from .precompile import CompilePool
+
+# Imported from here by the CLI, the benchmarks and the tests.
+__all__ = ["Evaluator", "NoValidConfig", "Progress", "SearchOptions", "TuneResult", "measured_trials", "study_name",
+           "to_record", "tune"]
 
 
 class NoValidConfig(ValueError):
@@ -125,176 +126,13 @@ class SearchOptions:
     compile_workers: int = 0
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Reported after every config the search runs."""
-
-    done: int
-    total: int
-    failures: int
-    best_ms: float | None
-    default_ms: float | None
-    config: Config
-    outcome: Outcome
-
-
-@dataclass
-class TuneResult:
-    """What one search found for one problem."""
-
-    kernel: str
-    problem: Problem
-    problem_key: str
-    device: str
-    study_name: str
-    sampler: str
-    seed: int
-    valid_configs: int
-    space_size: int
-    best_config: Config | None = None
-    best: Timing | None = None
-    default_config: Config | None = None
-    default: Timing | None = None
-    default_failure: str | None = None
-    baseline_name: str = ""
-    baseline: Timing | None = None
-    trials_run: int = 0            # configs run by this invocation
-    trials_total: int = 0          # configs run in the study, over all invocations
-    trials_to_best: int | None = None
-    failures: dict[str, int] = field(default_factory=dict)         # by kind, whole study
-    failure_examples: list[dict[str, Any]] = field(default_factory=list)
-    rejected_invalid: int = 0      # proposals rejected by the constraints in this invocation
-    answered_from_study: int = 0   # proposals answered from earlier trials in this invocation
-    taken_elsewhere: int = 0       # proposals skipped because another process was running them
-    abandoned: int = 0             # trials of dead tuners this invocation failed and enqueued again
-    default_kept: bool = False     # no searched config beat the default re-timed beside it: the default won
-    retimed: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: bool = False
-    interpreter: bool = False
-    # Every config run in the study, in run order: {"trial", "config", "state", "median_ms",
-    # "kind", "reason"}: what best-so-far curves, importances and failure tables are drawn from.
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def speedup_over_default(self) -> float | None:
-        if self.best and self.default and self.best.median_ms > 0:
-            return self.default.median_ms / self.best.median_ms
-        return None
-
-    @property
-    def speedup_over_baseline(self) -> float | None:
-        if self.best and self.baseline and self.best.median_ms > 0:
-            return self.baseline.median_ms / self.best.median_ms
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kernel": self.kernel, "problem": self.problem_key, "shape": self.problem.dims,
-            "dtype": self.problem.dtype, "options": dict(self.problem.options), "device": self.device,
-            "study": self.study_name, "sampler": self.sampler, "seed": self.seed,
-            "valid_configs": self.valid_configs, "space_size": self.space_size,
-            "best_config": dict(self.best_config) if self.best_config else None,
-            "best": self.best.to_dict() if self.best else None,
-            "default_config": dict(self.default_config) if self.default_config else None,
-            "default": self.default.to_dict() if self.default else None,
-            "default_failure": self.default_failure,
-            "baseline_name": self.baseline_name, "baseline": self.baseline.to_dict() if self.baseline else None,
-            "speedup_over_default": self.speedup_over_default, "speedup_over_baseline": self.speedup_over_baseline,
-            "trials_run": self.trials_run, "trials_total": self.trials_total, "trials_to_best": self.trials_to_best,
-            "failures": dict(self.failures), "failure_examples": self.failure_examples,
-            "rejected_invalid": self.rejected_invalid, "answered_from_study": self.answered_from_study,
-            "taken_elsewhere": self.taken_elsewhere, "abandoned": self.abandoned, "default_kept": self.default_kept,
-            "retimed": self.retimed, "interrupted": self.interrupted, "interpreter": self.interpreter,
-            "history": self.history,
-        }
-
-
 def study_name(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> str:
     """"matmul|M=16,N=32,K=32|fp16|bias=0|cpu": the kernel, the shape key and the device class."""
     return f"{spec.name}|{spec.shape_key(problem)}|{device_class(device)}"
 
 
-# -- what a stored trial says ---------------------------------------------------------------
-_SOURCE = "source"      # "run": measured by a worker; "study": answered from an earlier trial
-_RUN_INDEX = "run_index"
 _OPEN_ATTEMPTS = 5
 _TAKEN = "taken"        # kind of a proposal skipped because another process is running it
-
-
-def _is_run(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state.is_finished() and t.user_attrs.get(_SOURCE) == "run" and not t.user_attrs.get(RETRY_ATTR)
-
-
-def measured_trials(study: optuna.Study) -> dict[Config, optuna.trial.FrozenTrial]:
-    """The configs a worker ran in `study` (any invocation), each with its first trial."""
-    found: dict[Config, optuna.trial.FrozenTrial] = {}
-    for t in study.get_trials(deepcopy=False):
-        if _is_run(t):
-            found.setdefault(Space.config_of(t.params), t)
-    return found
-
-
-class _SharedView:
-    """What the study says beyond this process, read incrementally: `refresh` folds the
-    trials finished since the last look into `measured`, lists the configs RUNNING now, and
-    fails the RUNNING trials of dead owners (tuner/owner.py), enqueueing their configs again."""
-
-    def __init__(self, study: optuna.Study, measured: dict[Config, optuna.trial.FrozenTrial], space: Space,
-                 options: SearchOptions, me: Owner) -> None:
-        self._study = study
-        self._measured = measured
-        self._space = space
-        self._options = options
-        self._me = me
-        self._settled = 0  # every trial numbered below this is finished and folded in
-        self.running: dict[Config, set[int]] = {}  # config -> numbers of its RUNNING trials
-        self.abandoned = 0  # trials of dead owners this view failed
-
-    def refresh(self) -> None:
-        # Optuna's RDB storage is cached: this reads only the trials newer than the last
-        # finished one it saw, plus the ones it saw unfinished.
-        trials = self._study.get_trials(deepcopy=False)
-        start = bisect.bisect_left(trials, self._settled, key=lambda t: t.number)
-        now = time.time()
-        running: dict[Config, set[int]] = {}
-        settled = True
-        for t in trials[start:]:
-            if t.state.is_finished():
-                if _is_run(t):
-                    self._measured.setdefault(Space.config_of(t.params), t)
-                if settled:
-                    self._settled = t.number + 1
-                continue
-            settled = False
-            if t.state != TrialState.RUNNING or not t.params:
-                continue
-            why = abandoned_reason(t, self._me, now=now, heartbeat_stale_s=self._options.heartbeat_stale_s,
-                                   running_stale_s=self._options.running_stale_s)
-            if why is None:
-                running.setdefault(Space.config_of(t.params), set()).add(t.number)
-            else:
-                self._abandon(t, why)
-        self.running = running
-
-    def _abandon(self, t: optuna.trial.FrozenTrial, why: str) -> None:
-        """Fail the RUNNING trial `t` of a dead owner (retry: not a result) and enqueue its
-        config again. Of several processes doing this at once one wins; the others skip."""
-        storage = self._study._storage  # no public call annotates another process's trial
-        try:
-            storage.set_trial_user_attr(t._trial_id, RETRY_ATTR, True)
-            storage.set_trial_user_attr(t._trial_id, "kind", oc.ABANDONED)
-            storage.set_trial_user_attr(t._trial_id, "reason", f"abandoned: {why}")
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            return  # told meanwhile: by its owner, or by another process that found it first
-        self.abandoned += 1
-        config = Space.config_of(t.params)
-        if config not in self._measured and self._space.reject_reason(config) is None:
-            self._study.enqueue_trial(dict(config))
-
-    def taken(self, config: Config, number: int | None = None) -> bool:
-        """Whether a trial other than `number` is running `config` now."""
-        return bool(self.running.get(config, set()) - {number})
 
 
 def _open_study(name: str, storage: str | None, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
@@ -318,7 +156,7 @@ def _timing_of(t: optuna.trial.FrozenTrial) -> Timing | None:
 
 
 def _attrs(outcome: Outcome, run_index: int) -> dict[str, Any]:
-    return {_SOURCE: "run", _RUN_INDEX: run_index, "status": outcome.status, "kind": outcome.kind,
+    return {SOURCE: "run", RUN_INDEX: run_index, "status": outcome.status, "kind": outcome.kind,
             "reason": outcome.reason, "timing": outcome.timing.to_dict() if outcome.timing else None,
             "sqnr_db": outcome.sqnr_db if outcome.sqnr_db is None or abs(outcome.sqnr_db) < 1e300 else None}
 
@@ -444,7 +282,8 @@ class _Search:
         self.distributions = space.distributions()
         self.me = Owner.current()
         self.measured: dict[Config, optuna.trial.FrozenTrial] = {}
-        self.shared = _SharedView(study, self.measured, space, options, self.me)
+        self.shared = SharedView(study, self.measured, space, self.me, heartbeat_stale_s=options.heartbeat_stale_s,
+                                 running_stale_s=options.running_stale_s)
         self.fallback = list(space.valid_configs)
         random.Random(options.seed).shuffle(self.fallback)
         self.pool: CompilePool | None = None
@@ -494,7 +333,7 @@ class _Search:
         return trial, config, _RUN
 
     def answer(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
-        trial.set_user_attr(_SOURCE, "study")
+        trial.set_user_attr(SOURCE, "study")
         trial.set_user_attr("answered_from", earlier.number)
         self.study.tell(trial, earlier.value, state=earlier.state)
         self.result.answered_from_study += 1
@@ -651,7 +490,7 @@ def _tell_run(study: optuna.Study, trial: optuna.Trial, config: Config, distribu
                                                   state=state, user_attrs=attrs))
         number = None
     for t in reversed(study.get_trials(deepcopy=False)):
-        if t.number == number or (number is None and t.params == dict(config) and _is_run(t)):
+        if t.number == number or (number is None and t.params == dict(config) and is_run(t)):
             return t
     raise AssertionError(f"trial of {config} not found after telling it")
 
@@ -660,7 +499,7 @@ def _summarize(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTri
     result.trials_total = len(measured)
     states = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "early-stopped", TrialState.FAIL: "failed"}
     result.history = sorted(
-        ({"trial": t.user_attrs.get(_RUN_INDEX), "config": dict(Space.config_of(t.params)),
+        ({"trial": t.user_attrs.get(RUN_INDEX), "config": dict(Space.config_of(t.params)),
           "state": states.get(t.state, str(t.state)), "median_ms": t.value,
           "kind": t.user_attrs.get("kind"), "reason": t.user_attrs.get("reason")} for t in measured.values()),
         key=lambda h: (h["trial"] is None, h["trial"] or 0))
@@ -691,23 +530,4 @@ def _summarize(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTri
     result.best, result.best_config = best_timing, best_config
     result.default_kept = best_config == default
     found = measured.get(best_config)
-    result.trials_to_best = found.user_attrs.get(_RUN_INDEX) if found is not None else None
-
-
-def to_record(spec: KernelSpec, result: TuneResult, device: DeviceInfo) -> TuningRecord | None:
-    """The database record of `result`, or None when no config passed."""
-    if result.best is None or result.best_config is None:
-        return None
-    cls = device_class(device)
-    return TuningRecord(
-        kernel=spec.name, source_hash=kernel_source_hash(spec), device_name=cls.name, capability=cls.capability,
-        triton_version=triton.__version__, torch_version=torch.__version__, dtype=result.problem.dtype,
-        quant=quant_of(result.problem), problem_key=result.problem_key, bucket=problem_bucket(spec, result.problem),
-        shape=result.problem.dims, config=dict(result.best_config), median_ms=result.best.median_ms,
-        p10_ms=result.best.p10_ms, p90_ms=result.best.p90_ms,
-        default_ms=result.default.median_ms if result.default else None,
-        baseline_ms=result.baseline.median_ms if result.baseline else None, trials=result.trials_total,
-        interpreter=result.interpreter, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"sampler": result.sampler, "seed": result.seed, "trials_to_best": result.trials_to_best,
-               "study": result.study_name, "default_kept": result.default_kept},
-    )
+    result.trials_to_best = found.user_attrs.get(RUN_INDEX) if found is not None else None
