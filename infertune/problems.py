@@ -34,6 +34,17 @@ def given(value: str | None, flag: str) -> str | None:
     return value
 
 
+def given_db(db: str | None) -> str | None:
+    """A `--db` the user named must open: a missing, foreign or unreachable database is a
+    DatabaseError (exit 2), not a quiet fall back to the heuristic configs that the user would
+    take for tuned ones. Left out (None), the default database applies, missing or not."""
+    if given(db, "--db") is not None:
+        from tuner.database import open_database
+
+        open_database(db, create=False).close()
+    return db
+
+
 def parse_shape_text(spec: KernelSpec, shape: str) -> dict[str, int]:
     """parse_shape, refusing digits other than ASCII 0-9 (int() reads '١٢' as 12)."""
     if not shape.isascii():

@@ -70,6 +70,13 @@ CASES: list[Case] = [
     ("bench-db-missing", ["bench", "matmul", "--shape", "13x13x13", "--db", "<tmp>/missing.db"], {}, None),
     ("bench-db-not-a-database", ["bench", "matmul", "--shape", "13x13x13", "--db", "<file>"], {}, None),
     ("bench-db-empty", ["bench", "matmul", "--shape", "13x13x13", "--db", ""], {}, None),
+    # a --db the user names must open: never a quiet fall back to the heuristic
+    ("generate-db-missing", ["generate", "--prompt", "hi", "--db", "<tmp>/missing.db"], {}, None),
+    ("embed-db-missing", ["embed", "hello", "--db", "<tmp>/missing.db"], {}, None),
+    ("profile-kernel-db-missing", ["profile", "kernel", "matmul", "--shape", "13x13x13", "--db", "<tmp>/missing.db",
+                                   "--out", "<tmp>/run-k"], {}, None),
+    ("profile-model-db-missing", ["profile", "model", "smollm2-135m", "--db", "<file>", "--out", "<tmp>/run-m"],
+     {}, None),
     ("bench-env-rep-nan", ["bench", "matmul", "--shape", "13x13x13"], {"INFERTUNE_REP_MS": "nan"}, None),
     ("bench-env-warmup-arabic", ["bench", "matmul", "--shape", "13x13x13"], {"INFERTUNE_WARMUP_MS": ARABIC}, None),
     # profile kernel

@@ -32,10 +32,12 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def test_generate_smollm2_json_is_the_models_greedy_output(tmp_path):
+def test_generate_smollm2_json_is_the_models_greedy_output(tmp_path, monkeypatch):
     smollm2_path()
-    res = runner.invoke(app, ["generate", "--prompt", "What is 2 + 2?", "--max-new-tokens", "6", "--json",
-                              "--db", str(tmp_path / "none.db")])
+    # The default database (INFERTUNE_DB) may be absent: heuristic configs, no error. A --db the
+    # user names must exist (tests/test_cli_fuzz.py: generate-db-missing).
+    monkeypatch.setenv("INFERTUNE_DB", str(tmp_path / "none.db"))
+    res = runner.invoke(app, ["generate", "--prompt", "What is 2 + 2?", "--max-new-tokens", "6", "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["model"] == "smollm2-135m" and data["variant"] == "fp32:torch"

@@ -9,12 +9,11 @@ from rich.table import Table
 import kernels as kernel_library
 from kernels.device import current_device
 from kernels.spec import Config
-from tuner.database import open_database
 
 from ..benchmark import INTERPRETER_NOTE, BenchResult
 from ..benchmark import bench as run_bench
 from ..errors import UsageError
-from ..problems import given, parse_options, problem_from_text
+from ..problems import given, given_db, parse_options, problem_from_text
 from .common import console, fmt_ms, fmt_num, print_json, seed_option, user_errors
 
 
@@ -34,8 +33,7 @@ def bench(
     """Check a kernel config against the reference, then time it and the torch baseline."""
     if config is not None and db is not None:
         raise UsageError("give --config or --db, not both")
-    if given(db, "--db") is not None:  # given, it must open: a missing or unusable one is exit 2, not the heuristic
-        open_database(db, create=False).close()
+    given_db(db)
     spec = kernel_library.get(kernel)
     device = current_device()
     options = parse_options(opt)

@@ -13,7 +13,7 @@ from runtime.variant import parse_variant
 
 from ..errors import UsageError
 from ..inference import launch_configs
-from ..problems import given
+from ..problems import given, given_db
 from ..settings import Settings
 from .common import console, print_json, user_errors
 
@@ -31,8 +31,9 @@ def embed(
     json_output: bool = typer.Option(False, "--json", help="Print JSON (the vectors included)."),
 ) -> None:
     """Embed texts (mean pooling, L2-normalized), or rank documents against a query (--pairs)."""
-    for value, flag in ((variant, "--variant"), (db, "--db"), (model, "--model")):
+    for value, flag in ((variant, "--variant"), (model, "--model")):
         given(value, flag)
+    given_db(db)
     if not texts:
         raise UsageError("give at least one TEXT to embed")
     if pairs and len(texts) < 2:

@@ -17,7 +17,7 @@ from runtime.variant import parse_variant
 
 from ..errors import UsageError
 from ..inference import run_generate
-from ..problems import given
+from ..problems import given, given_db
 from ..profiling import check_lengths
 from ..settings import Settings
 from .common import console, print_json, seed_option, user_errors
@@ -43,8 +43,9 @@ def generate(
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Generate text; prints it, then prefill and decode tokens/s and the kernel configs' sources."""
-    for value, flag in ((variant, "--variant"), (plan, "--plan"), (db, "--db"), (model, "--model")):
+    for value, flag in ((variant, "--variant"), (plan, "--plan"), (model, "--model")):
         given(value, flag)
+    given_db(db)
     preset = next((p for p in PRESETS if p.name == model), None)
     if preset is not None and preset.synthetic:  # its prompt is --prompt-len tokens: checked before loading
         check_lengths(model, preset.config, prompt_len=prompt_len, gen=max_new_tokens)

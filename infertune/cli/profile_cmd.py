@@ -17,7 +17,7 @@ from kernels.device import current_device
 from ..environment import collect_environment
 from ..errors import UsageError
 from ..model_autotune import parse_sizes
-from ..problems import given, parse_options, problem_from_text
+from ..problems import given, given_db, parse_options, problem_from_text
 from ..profiling import (
     check_lengths, check_memory, device_peaks, parse_kernel_variants, parse_model_variants, preset_config, profile_kernel,
     profile_model,
@@ -87,6 +87,7 @@ def kernel(
 ) -> None:
     """Profile one kernel problem across variants (baseline: the torch op)."""
     target = run_dir_path(out, name)  # checked writable before any work
+    given_db(db)
     spec = kernel_library.get(name)
     device = current_device()
     options = parse_options(opt)
@@ -137,6 +138,7 @@ def model(
 ) -> None:
     """Profile a decoder's prefill and decode across variants and batch sizes."""
     target = run_dir_path(out, Path(name).name)  # checked writable before any work
+    given_db(db)
     device = current_device()
     chosen = parse_model_variants(given(variants, "--variants") or ("bf16" if device.kind == "cuda" else "fp32"),
                                   gpu=device.kind == "cuda")
