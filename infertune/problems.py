@@ -10,6 +10,7 @@ import torch
 
 from kernels.device import DeviceInfo, dtype_unsupported_reason
 from kernels.errors import UnsupportedOnDevice
+from kernels.scheme_names import canonical_scheme
 from kernels.spec import KernelSpec, Problem, parse_shape
 
 from .errors import UsageError
@@ -102,6 +103,8 @@ def problem_from_text(spec: KernelSpec, shape: str, dtype: str | None, options: 
     non-ASCII digits, buffers larger than the device's memory) and UnsupportedOnDevice for a
     problem this device cannot run."""
     given(dtype, "--dtype")
+    if "quant" in options:  # --quant w4g128 / --opt quant=w8: the variants' spellings are aliases
+        options = {**options, "quant": canonical_scheme(options["quant"])}
     problem = spec.problem(parse_shape_text(spec, shape), dtype or default_dtype(spec, device), options)
     reason = spec.unsupported_reason(problem, device)
     if reason:

@@ -308,3 +308,12 @@ def test_an_os_error_on_a_named_file_is_one_line_exit_2(capsys):
 
     with pytest.raises(OSError):  # not turned into a usage error
         broken()
+
+
+@pytest.mark.parametrize("spelling", ["int4-g32", "w4g32"])
+def test_bench_quant_takes_the_variant_spelling_as_an_alias(spelling):
+    result = runner.invoke(app, ["bench", "matmul_w4a16", "--shape", "3x64x96", "--dtype", "fp16", "--quant", spelling,
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["options"]["quant"] == "int4-g32" and data["accuracy"]["ok"]
