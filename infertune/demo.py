@@ -137,7 +137,8 @@ def steps(plan: Plan, out: Path, *, real_decoder: bool = True, embedder: bool = 
     chosen = [
         Step("environment", ["env"]),
         Step("tune the decoder's kernels",
-             ["autotune", "--model", model, "--batch", plan.batches, "--seq", str(plan.seq), "--gen", str(plan.gen),
+             ["autotune", "--model", model, "--batch", plan.batches, "--prompt-len", str(plan.seq),
+              "--gen", str(plan.gen),
               "--dtype", plan.dtype, "--trials", str(plan.trials), "--retime", str(plan.retime),
               "--timeout", str(plan.problem_timeout_s),
               "--db", db, "--out", str(out / "autotune")], out / "autotune"),
@@ -155,7 +156,7 @@ def steps(plan: Plan, out: Path, *, real_decoder: bool = True, embedder: bool = 
               "--variants", "torch,default,tuned", "--db", db, "--out", str(out / "kernel"), *plan.profile_flags],
              out / "kernel"),
         Step("generate text (tuned configs where the backend uses them)",
-             ["generate", "--model", model, "--prompt", "What is the capital of France?", "--max-new-tokens", "12",
+             ["generate", "--model", model, "--prompt", "What is the capital of France?", "--gen", "12",
               "--db", db]),
     ]
     if not embedder:
