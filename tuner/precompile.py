@@ -26,7 +26,7 @@ from kernels.spec import Config, Problem
 
 from . import outcome as oc
 from .outcome import Outcome
-from .worker import Worker, WorkerLost, problem_to_dict
+from .worker_client import Worker, WorkerLost, problem_to_dict
 
 INTERPRETER_REASON = "Triton interpreter: nothing to compile ahead of time"
 
