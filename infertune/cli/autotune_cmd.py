@@ -325,7 +325,8 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
         table.add_row(r.baseline_name, _ms(r.baseline), _ms_p(r.baseline), "", "baseline")
         console.print(table)
         console.print(f"default config: {r.default_config or '-'}")
-        console.print(f"tuned config:   {r.best_config or '-'}")
+        console.print(f"tuned config:   {r.best_config or '-'}" +
+                      (" (default kept: no searched config beat it when re-timed)" if r.default_kept else ""))
         failures = ", ".join(f"{k} {v}" for k, v in r.failures.items()) or "none"
         console.print(f"trials: {r.trials_run} run now, {r.trials_total} in the study of {r.valid_configs} valid configs; "
                       f"best at trial {r.trials_to_best or '-'}; failures: {failures}; "
@@ -351,7 +352,8 @@ def _model_table(model: str, results: list[TuneResult]) -> None:
         table.add_column(col, overflow="fold", justify="left" if col in ("kernel", "problem") else "right")
     for r in results:
         vs_base = r.baseline.median_ms / r.best.median_ms if r.best and r.baseline else None
-        table.add_row(r.kernel, r.problem_key, _ms(r.default), _ms(r.best), _ratio(r.speedup_over_default),
+        tuned = _ms(r.best) + (" (default kept)" if r.default_kept else "")
+        table.add_row(r.kernel, r.problem_key, _ms(r.default), tuned, _ratio(r.speedup_over_default),
                       _ratio(vs_base), f"{r.trials_run}/{r.valid_configs}", str(sum(r.failures.values())))
     console.print(table)
 
