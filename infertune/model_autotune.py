@@ -14,10 +14,9 @@ from .errors import UsageError
 
 def parse_sizes(text: str, what: str) -> list[int]:
     """"1,8,64" -> [1, 8, 64]; one clear UsageError for anything else."""
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        sizes = []
+    parts = [part.strip() for part in text.split(",")]
+    # "1,,2" or a trailing comma is a typo, not a list of two sizes; int() reads '١٢' as 12
+    sizes = [int(part) for part in parts] if all(part.isascii() and part.isdigit() for part in parts) else []
     if not sizes or any(s < 1 for s in sizes):
         raise UsageError(f"malformed {what} {text!r}; expected positive integers such as 1,8,64")
     return list(dict.fromkeys(sizes))

@@ -37,13 +37,14 @@ def test_quant_and_kernel_filter():
         model_problems("minilm-l6", batches=[1], seq=16, gen=0, dtype="fp16", quant=None, kernel="attention_decode")
 
 
-@pytest.mark.parametrize("text", ["", "0", "1,x", "-4", "8,,"])
-def test_parse_sizes(text):
-    if text == "8,,":
-        assert parse_sizes(text, "--batch") == [8]
-        return
+@pytest.mark.parametrize("text", ["", "0", "1,x", "-4", "8,,", "1,,2", ",8", "\u0661\u0662", "1.5"])
+def test_parse_sizes_refuses(text):
     with pytest.raises(UsageError, match="malformed --batch"):
         parse_sizes(text, "--batch")
+
+
+def test_parse_sizes_reads_a_list():
+    assert parse_sizes(" 1, 8,64,8", "--batch") == [1, 8, 64]
 
 
 def test_cli_tunes_and_stores_every_problem_of_the_model(tmp_path, monkeypatch):
