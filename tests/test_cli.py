@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -317,3 +318,18 @@ def test_bench_quant_takes_the_variant_spelling_as_an_alias(spelling):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["options"]["quant"] == "int4-g32" and data["accuracy"]["ok"]
+
+
+def test_a_path_with_a_line_break_is_shown_on_one_line(tmp_path, capsys):
+    from infertune.cli import main
+    from infertune.cli.common import path_text
+
+    assert path_text("runs/demo/report.html") == "runs/demo/report.html"
+    assert path_text("a\nb") == "'a\\nb'" and path_text("x\x1b[31my") == "'x\\x1b[31my'"
+    run = Path(__file__).parent / "data" / "runs" / "kernel-a"
+    out = tmp_path / "two\nlines" / "r.md"
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(run), "--out", str(out)])
+    assert exc.value.code == 0 and out.is_file()
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and "two\\nlines" in printed

@@ -42,7 +42,7 @@ from .autotune_shared import (
     refuse_flags,
     status,
 )
-from .common import console, fmt_ms, print_json, seed_option, user_errors
+from .common import console, fmt_ms, print_json, seed_option, user_errors, path_text
 
 # Every flag of the command, by parameter name, as the user spells it.
 FLAGS = {
@@ -244,7 +244,7 @@ def autotune(
     run_dir = _write_run(results, run_dir, model or kernel, device, db)
     _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir)
     if record is not None:
-        status.print(f"replay file written: {record}")
+        status.print(f"replay file written: {path_text(record)}")
 
 
 def _close(*things) -> None:
@@ -338,11 +338,11 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
     elif written is None:
         console.print("database: not written (--no-save or --replay)")
     else:
-        console.print(f"database: {written} record(s) written to {db}")
+        console.print(f"database: {written} record(s) written to {path_text(db)}")
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
     if run_dir is not None:
-        console.print(f"run directory: {run_dir}")
+        console.print(f"run directory: {path_text(run_dir)}")
 
 
 def _model_table(model: str, results: list[TuneResult]) -> None:

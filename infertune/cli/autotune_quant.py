@@ -19,7 +19,7 @@ from ..problems import default_dtype, parse_options
 from ..quant_autotune import LINEAR_KERNELS, autotune_quant
 from ..settings import Settings
 from .autotune_shared import check_destinations, drop_if_empty, status
-from .common import console, fmt_ms, print_json
+from .common import console, fmt_ms, print_json, path_text
 
 
 def tune_schemes(spec: KernelSpec, shapes: list[str] | None, dtype: str | None, quant: str, opt: list[str],
@@ -150,8 +150,8 @@ def _report(results: list[QuantTuneResult], db: str, written: int | None, json_o
     elif written is None:
         console.print("database: not written")
     else:
-        console.print(f"database: {written} record(s) written to {db}")
+        console.print(f"database: {written} record(s) written to {path_text(db)}")
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
     if run_dir is not None:
-        console.print(f"run directory: {run_dir}")
+        console.print(f"run directory: {path_text(run_dir)}")

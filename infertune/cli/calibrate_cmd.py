@@ -13,7 +13,7 @@ from profilers.peaks import datasheet_peaks, measure_peaks, peaks_path_for
 
 from ..errors import UsageError
 from ..settings import Settings
-from .common import console, fmt_num, print_json, user_errors
+from .common import console, fmt_num, print_json, user_errors, path_text
 
 DB_HELP = "Tuned config database (file); the peaks go to <db>.peaks.json. Default: INFERTUNE_DB or the user data dir."
 
@@ -61,7 +61,7 @@ def calibrate(
     console.print(table)
     if peaks.note:
         console.print(peaks.note, soft_wrap=True)
-    console.print(f"stored in {path}", soft_wrap=True, markup=False)
+    console.print(f"stored in {path_text(path)}", soft_wrap=True, markup=False)
 
 
 def _check_writable(path: Path) -> None:

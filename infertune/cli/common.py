@@ -42,6 +42,13 @@ def single_line(message: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def path_text(path: object) -> str:
+    """A path as output shows it: as it is when every character prints, else quoted like a
+    Python string, so a name with a line break or an escape code stays one visible line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` on one line to stderr (line breaks escaped); return the Exit to raise."""
     typer.echo(f"error: {single_line(message)}", err=True)

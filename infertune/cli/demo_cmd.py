@@ -13,7 +13,7 @@ from kernels.device import current_device
 
 from ..demo import DEFAULT_GPU_BUDGET_S, parse_duration, run_demo
 from ..rundir import make_dir
-from .common import console, print_json, user_errors
+from .common import console, print_json, user_errors, path_text
 
 
 def _stderr_fd():
@@ -63,7 +63,7 @@ def demo(
         table.add_row(s.name, "cut" if s.cut else str(s.returncode), f"{s.seconds:.0f}", str(s.run_dir or "-"))
     console.print(table)
     if report is not None:
-        console.print(f"[bold]report: {report.resolve()}[/] (and {report.with_suffix('.md')})")
+        console.print(f"[bold]report: {path_text(report.resolve())}[/] (and {path_text(report.with_suffix('.md'))})")
     if failed or report is None:
         console.print(f"[red]failed: {', '.join(failed) or 'the report'}[/]")
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from runtime import store
 from runtime.presets import get_preset
 
 from ..rundir import writable_dir
-from .common import console, print_json, user_errors
+from .common import console, print_json, user_errors, path_text
 
 app = typer.Typer(name="models", help="List the built-in models; fetch their weights.", invoke_without_command=True)
 
@@ -70,6 +70,6 @@ def fetch(
         path = store.fetch(name)
         rows.append({"name": name, "status": "fetched", "path": str(path)})
         if not json_output:
-            typer.echo(f"{name}: fetched to {path}")
+            typer.echo(f"{name}: fetched to {path_text(path)}")
     if json_output:
         print_json(rows)

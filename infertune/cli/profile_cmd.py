@@ -25,7 +25,7 @@ from ..profiling import (
 from ..rundir import make_dir, run_dir_path, skeleton, write_run
 from ..settings import Settings
 from . import profile_tools as tools
-from .common import console, fmt_ms, print_json, seed_option, user_errors
+from .common import console, fmt_ms, print_json, seed_option, user_errors, path_text
 
 app = typer.Typer(help="Profile kernel or model variants; writes a run directory (run.json + raw artifacts).",
                   no_args_is_help=True)
@@ -241,4 +241,4 @@ def _footer(run: dict[str, Any], path: Path) -> None:
         console.print(f"telemetry: unavailable ({telemetry.get('reason')})")
     for note in run["notes"]:
         console.print(f"[yellow]{note}[/]")
-    console.print(f"run directory: {path}")
+    console.print(f"run directory: {path_text(path)}")

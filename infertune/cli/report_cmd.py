@@ -9,7 +9,7 @@ import typer
 import reports
 
 from ..errors import UsageError
-from .common import console, print_json, user_errors
+from .common import console, print_json, user_errors, path_text
 
 
 @user_errors
@@ -30,4 +30,4 @@ def report(
     if json_output:
         print_json(result.summary())
     elif result.written is not None:
-        console.print(f"report written to {result.written}", soft_wrap=True, markup=False)
+        console.print(f"report written to {path_text(result.written)}", soft_wrap=True, markup=False)
