@@ -39,13 +39,18 @@ def _poisoned_like(ref: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.full(ref.shape, float("nan"), dtype=dtype, device=ref.device)
 
 
-def check(spec: KernelSpec, problem: Problem, config: Config, seed: int) -> None:
+def inputs_here(spec: KernelSpec, problem: Problem, seed: int):
+    """(device, fresh inputs, reference) for `problem` here; skips where the device cannot run it."""
     dev = current_device()
     reason = spec.unsupported_reason(problem, dev)
     if reason:
         pytest.skip(f"{spec.name} not supported on this device: {reason}")
     inputs = spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, seed))
-    ref = spec.reference(inputs)
+    return dev, inputs, spec.reference(inputs)
+
+
+def check(spec: KernelSpec, problem: Problem, config: Config, seed: int) -> None:
+    dev, inputs, ref = inputs_here(spec, problem, seed)
     out_dtype = spec.launch(inputs, config).dtype  # learn the output dtype, then run again poisoned
     out = spec.launch(inputs, config, out=_poisoned_like(ref, out_dtype))
     result = compare(out.float(), ref, spec.tolerance(problem))
@@ -145,12 +150,7 @@ def test_layout_cases_cover_every_kernel():
 
 @pytest.mark.parametrize("spec,problem,path,layout", LAYOUT_CASES)
 def test_noncontiguous_input_matches_reference(spec, problem, path, layout, seed):
-    dev = current_device()
-    reason = spec.unsupported_reason(problem, dev)
-    if reason:
-        pytest.skip(f"{spec.name} not supported on this device: {reason}")
-    inputs = spec.make_inputs(problem, dev.torch_device, generator(dev.torch_device, seed))
-    ref = spec.reference(inputs)
+    dev, inputs, ref = inputs_here(spec, problem, seed)
     config = spec.heuristic(problem, dev)
     make_view = VIEWS[layout][0]
     where = f"{spec.shape_key(problem)} {'.'.join(path)} {layout} config {config} seed {seed}"
