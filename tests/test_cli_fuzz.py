@@ -11,7 +11,9 @@ run.json is not JSON, <listrun> one whose run.json is a JSON list, <deeprun> one
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 import pytest
 
@@ -262,12 +264,35 @@ def _fill(text: str, places: dict[str, str]) -> str:
     return text
 
 
+# A refusal takes well under a second; a case still running after this started real work (a
+# bad input taken for a good one), which is the failure to report, not a suite that hangs.
+CASE_LIMIT_S = 60
+
+
+class StartedRealWork(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _refused_within(seconds: float):
+    def stop(signum, frame):
+        raise StartedRealWork(f"still running after {seconds} s: the bad input was accepted")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("argv,env", [_param(c) for c in CASES])
 def test_bad_invocation_is_one_line_and_exit_2(argv, env, places, monkeypatch, capsys):
     for key, value in env.items():
         monkeypatch.setenv(key, _fill(value, places))
     args = [_fill(a, places) for a in argv]
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit) as exc, _refused_within(CASE_LIMIT_S):
         main(args)
     out, err = capsys.readouterr()
     assert "Traceback" not in err + out
