@@ -72,23 +72,8 @@ def measure() -> dict[str, dict[str, float]]:
     out["NVTX range (profilers.nvtx), no profiler"] = _per_call(lambda: _enter_exit(nvtx.annotate("x", "trial")), 2000)
     out["NVTX range (kernels.nvtx_range), no profiler"] = _per_call(
         lambda: _enter_exit(kernels.nvtx_range("matmul", "kernel", "cfg")), 2000)
-    out["empty with-block (reference)"] = _per_call(lambda: _enter_exit(_EMPTY), 2000)
+    out["empty with-block (reference)"] = _per_call(lambda: _enter_exit(nvtx.NO_RANGE), 2000)
     return out
-
-
-class _Empty:
-    """A with-block that does nothing: the floor every range is compared with."""
-
-    __slots__ = ()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_EMPTY = _Empty()
 
 
 def _enter_exit(ctx) -> None:

@@ -22,13 +22,6 @@ def needs_dot_upcast(dtype: torch.dtype) -> bool:
     return dtype == torch.bfloat16 and interpreter_enabled()
 
 
-def check_tensors_on(device: DeviceInfo, *tensors: torch.Tensor | None) -> None:
-    want = device.torch_device.type
-    for t in tensors:
-        if t is not None and t.device.type != want:
-            raise InvalidProblem(f"tensor on {t.device.type} but kernels run on {want} ({device.label})")
-
-
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclasses.fields() per call costs microseconds
 
 
@@ -46,12 +39,11 @@ def named_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tenso
             yield from named_tensors(value, f"{prefix}{name}.")
 
 
-def check_inputs_on(spec: KernelSpec, device: DeviceInfo, inputs: Any, out: torch.Tensor | None) -> None:
-    """Every tensor of `inputs` and `out` on the device the kernels run on; else
-    InvalidProblem naming the first that is not (Triton would fail with a traceback, or
-    read host memory as device memory)."""
+def check_inputs_on(spec: KernelSpec, device: DeviceInfo, tensors: list[tuple[str, torch.Tensor]]) -> None:
+    """Every (name, tensor) of a launch on the device the kernels run on; else InvalidProblem
+    naming the first that is not (Triton would fail with a traceback, or read host memory as
+    device memory)."""
     want_cuda = device.kind == "cuda"
-    tensors = list(named_tensors(inputs)) + ([("out", out)] if out is not None else [])
     for name, t in tensors:
         if t.is_cuda != want_cuda or not (want_cuda or t.is_cpu):
             want = device.torch_device.type
@@ -63,9 +55,10 @@ def run(spec: KernelSpec, inputs: Any, config: Config | Mapping[str, int] | None
     the active config source's answer. Raises UnsupportedOnDevice / InvalidConfig / InvalidProblem."""
     device = current_device()
     problem = spec.problem_of(inputs)
-    check_inputs_on(spec, device, inputs, out)
+    tensors = list(named_tensors(inputs))  # once per launch: both checks below walk it
+    check_inputs_on(spec, device, tensors if out is None else [*tensors, ("out", out)])
     if out is not None:
-        check_out_disjoint(spec.name, out, list(named_tensors(inputs)), spec.out_may_alias)
+        check_out_disjoint(spec.name, out, tensors, spec.out_may_alias)
     reason = spec.unsupported_reason(problem, device)
     if reason:
         raise UnsupportedOnDevice(f"{spec.name} is not supported on this device: {reason}")
