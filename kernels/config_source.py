@@ -20,11 +20,15 @@ from .spec import Config, KernelSpec, Problem
 
 @dataclass(frozen=True)
 class Resolution:
-    """A config and where it came from: "database", "nearest", "heuristic" or "caller"."""
+    """A config and where it came from: "database" (the exact key), "bucket" (a traffic
+    bucket map), "nearest", "heuristic" or "caller". `marks` are short words about the record
+    behind it: "confirmed" / "unconfirmed" (end to end), "transferred" (from another GPU,
+    not measured on this one)."""
 
     config: Config
     source: str
     detail: str = ""
+    marks: tuple[str, ...] = ()
 
 
 class ConfigSource(Protocol):

@@ -62,6 +62,7 @@ class TuneResult:
     taken_elsewhere: int = 0       # proposals skipped because another process was running them
     abandoned: int = 0             # trials of dead tuners this invocation failed and enqueued again
     default_kept: bool = False     # no searched config beat the default re-timed beside it: the default won
+    warm_started: int = 0          # configs from --warm-start enqueued as the first trials
     retimed: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     interpreter: bool = False
@@ -98,6 +99,7 @@ class TuneResult:
             "failures": dict(self.failures), "failure_examples": self.failure_examples,
             "rejected_invalid": self.rejected_invalid, "answered_from_study": self.answered_from_study,
             "taken_elsewhere": self.taken_elsewhere, "abandoned": self.abandoned, "default_kept": self.default_kept,
+            "warm_started": self.warm_started,
             "retimed": self.retimed, "interrupted": self.interrupted, "interpreter": self.interpreter,
             "history": self.history,
         }
@@ -118,5 +120,7 @@ def to_record(spec: KernelSpec, result: TuneResult, device: DeviceInfo) -> Tunin
         baseline_ms=result.baseline.median_ms if result.baseline else None, trials=result.trials_total,
         interpreter=result.interpreter, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"sampler": result.sampler, "seed": result.seed, "trials_to_best": result.trials_to_best,
-               "study": result.study_name, "default_kept": result.default_kept},
+               "study": result.study_name, "default_kept": result.default_kept,
+               # What device matching compares when the name differs (an OEM-renamed card).
+               "device": {"sm_count": device.sm_count, "total_memory": device.total_memory}},
     )

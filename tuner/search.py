@@ -103,6 +103,9 @@ class SearchOptions:
     retime_top, retime_rounds: the best `retime_top` configs and the default are timed again,
         interleaved (forward, then backward, ...) over `retime_rounds` rounds; each keeps its
         fastest round. 0 re-times nothing (the study's best wins);
+    warm_start: configs known to be good elsewhere (another GPU, another bucket; see
+        tuner/warm_start.py), enqueued as the first trials after the default; one invalid for
+        this problem or already measured is skipped;
     compile_workers: >0 compiles batches of that many proposals in parallel ahead of timing
         (tuner/precompile.py); 0, or a pool that is disabled (the interpreter), runs the
         sequential search;
@@ -124,6 +127,7 @@ class SearchOptions:
     heartbeat_s: float = 10.0
     heartbeat_stale_s: float = 120.0
     compile_workers: int = 0
+    warm_start: tuple[Config, ...] = ()
 
 
 def study_name(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> str:
@@ -224,6 +228,10 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             # Asked like any proposal (the first ask pops it), so that a process sharing the
             # study sees it RUNNING and does not run it too.
             study.enqueue_trial(dict(default))
+        for config in dict.fromkeys(options.warm_start):
+            if config != default and config not in search.measured and space.reject_reason(config) is None:
+                study.enqueue_trial(dict(config))
+                result.warm_started += 1
         valid = set(space.valid_configs)
         while result.trials_run < options.trials:
             search.shared.refresh()
