@@ -14,7 +14,7 @@ from kernels.device import DeviceInfo
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing
 
-from .keys import device_class, kernel_source_hash, problem_bucket, quant_of
+from .keys import hardware_of, device_class, kernel_source_hash, problem_bucket, quant_of
 from .outcome import Outcome
 from .record import TuningRecord
 
@@ -121,6 +121,6 @@ def to_record(spec: KernelSpec, result: TuneResult, device: DeviceInfo) -> Tunin
         interpreter=result.interpreter, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"sampler": result.sampler, "seed": result.seed, "trials_to_best": result.trials_to_best,
                "study": result.study_name, "default_kept": result.default_kept,
-               # What device matching compares when the name differs (an OEM-renamed card).
-               "device": {"sm_count": device.sm_count, "total_memory": device.total_memory}},
+               # What device matching compares when the name differs (an OEM-renamed card); a GPU's only.
+               **({"device": hardware_of(device)} if cls.capability != "cpu" else {})},
     )
