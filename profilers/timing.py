@@ -3,9 +3,10 @@
 On a GPU: CUDA events around each repetition, a warm-up, the L2 cache flushed before every
 repetition (writing a buffer larger than L2, as triton.testing.do_bench does), the GPU held
 busy ahead of each repetition so that host launch overhead stays out of the events, and the
-median with p10/p90 of the per-repetition times. On the CPU: wall clock. Wall-clock times of
-Triton's CPU interpreter say nothing about GPU speed; a Timing carries `interpreter=True`
-so every report can say so.
+median with p10/p90 of the per-repetition times, and a 95% percentile-bootstrap interval of
+that median (`bootstrap_ci`: 1000 seeded resamples of the repetitions). On the CPU: wall
+clock. Wall-clock times of Triton's CPU interpreter say nothing about GPU speed; a Timing
+carries `interpreter=True` so every report can say so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ L2_FLUSH_BYTES = 256 * 1024 * 1024
 # read 0.092 ms for a kernel ncu timed at 0.014 ms.
 HOST_LEAD_FACTOR = 2.0
 MAX_LEAD_S = 5e-3
+# The median's interval: 1000 resamples put the 2.5% / 97.5% percentiles 25 resamples in from
+# each end; it costs about 40 ms for 1000 repetitions on a loaded 2-core host (a trial's timed
+# repetitions take 100 ms), a few ms for the usual 100-300.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class Timing:
     method: str  # "cuda-events", "cuda-graph" or "wall-clock"
     l2_flushed: bool
     interpreter: bool
+    # 95% bootstrap interval of median_ms; None in timings stored before it existed.
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +58,13 @@ class Timing:
     def spread(self) -> float:
         """(p90 - p10) / median: the relative noise of this measurement."""
         return (self.p90_ms - self.p10_ms) / self.median_ms if self.median_ms > 0 else math.inf
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """(low, high) of the median's interval; the median itself for a timing without one."""
+        low = self.ci_low_ms if self.ci_low_ms is not None else self.median_ms
+        high = self.ci_high_ms if self.ci_high_ms is not None else self.median_ms
+        return low, high
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -63,7 +80,35 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def bootstrap_ci(samples: list[float], *, confidence: float = BOOTSTRAP_CONFIDENCE,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of `samples`.
+
+    Draws `resamples` resamples (with replacement, seeded: the same samples give the same
+    interval) and returns their medians' (1-confidence)/2 and (1+confidence)/2 quantiles,
+    medians and quantiles interpolated as `quantile` does. One sample: (x, x).
+
+    Raises ValueError for no samples, a confidence outside (0, 1) or resamples < 1.
+    """
+    if not samples:
+        raise ValueError("bootstrap of no samples")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence {confidence} outside (0, 1)")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1; got {resamples}")
+    if len(samples) == 1:
+        return float(samples[0]), float(samples[0])
+    values = torch.tensor(samples, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, len(samples), (resamples, len(samples)), generator=generator)
+    medians = torch.quantile(values[picks], 0.5, dim=1)
+    tail = (1.0 - confidence) / 2
+    low, high = torch.quantile(medians, torch.tensor([tail, 1.0 - tail], dtype=torch.float64)).tolist()
+    return low, high
+
+
 def summarize(times_ms: list[float], method: str, l2_flushed: bool, interpreter: bool) -> Timing:
+    ci_low, ci_high = bootstrap_ci(times_ms)
     return Timing(
         median_ms=quantile(times_ms, 0.5),
         p10_ms=quantile(times_ms, 0.1),
@@ -74,6 +119,8 @@ def summarize(times_ms: list[float], method: str, l2_flushed: bool, interpreter:
         method=method,
         l2_flushed=l2_flushed,
         interpreter=interpreter,
+        ci_low_ms=ci_low,
+        ci_high_ms=ci_high,
     )
 
 
