@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from tuner.traffic import BucketPlan, choose_buckets, expected_latency
+from tuner.traffic import BucketPlan, choose_buckets, expected_latency, fixed_buckets, pow2_uppers
 
 
 def brute_force(histogram, latency, buckets):
@@ -86,3 +86,36 @@ def test_bucket_of():
 def test_bad_input(histogram, latency, buckets, match):
     with pytest.raises(ValueError, match=match):
         choose_buckets(histogram, latency, buckets)
+
+
+def brute_force_fixed(histogram, latency, uppers):
+    """Every assignment of configs to the fixed buckets, the cheapest kept."""
+    ms = sorted(m for m, c in histogram.items() if c > 0)
+    index = [next((i for i, u in enumerate(uppers) if m <= u), len(uppers) - 1) for m in ms]
+    used = sorted(set(index))
+    configs = sorted({c for m in ms for c in latency[m]})
+    best = math.inf
+    for pick in itertools.product(configs, repeat=len(used)):
+        chosen = dict(zip(used, pick))
+        best = min(best, sum(histogram[m] * latency[m].get(chosen[i], math.inf) for m, i in zip(ms, index)))
+    return best / sum(histogram[m] for m in ms)
+
+
+@pytest.mark.parametrize("trial", range(20))
+def test_fixed_buckets_are_the_best_for_their_bounds(trial):
+    rng = random.Random()
+    seed = rng.randrange(2**32)
+    rng = random.Random(seed)
+    histogram, latency = random_case(rng, n_ms=rng.randint(1, 7), n_configs=rng.randint(1, 4))
+    uppers = pow2_uppers([m for m in histogram])
+    plan = fixed_buckets(histogram, latency, uppers)
+    assert plan.expected == pytest.approx(brute_force_fixed(histogram, latency, uppers)), seed
+    assert plan.expected == pytest.approx(expected_latency(histogram, latency, plan)), seed
+    # with as many buckets as the power-of-two plan uses, the traffic plan is never worse
+    assert choose_buckets(histogram, latency, len(uppers)).expected <= plan.expected + 1e-9, seed
+
+
+def test_pow2_uppers():
+    assert pow2_uppers([1, 3, 4, 5, 13, 300]) == (1, 4, 8, 16, 512)
+    with pytest.raises(ValueError):
+        pow2_uppers([0])

@@ -10,7 +10,10 @@ Ms: an exact dynamic program, O(N * len(Ms)^2 * configs), pure and deterministic
 the earlier config and the fewer, wider buckets).
 
 A bucket is written by its upper bound: bucket k holds the Ms in (upper[k-1], upper[k]]; an
-M above the last bound belongs to the last bucket. Not wired into the CLI or the runtime yet.
+M above the last bound belongs to the last bucket. `fixed_buckets` gives the same plan for
+boundaries chosen elsewhere (`pow2_uppers`: the power-of-two buckets of vLLM and SGLang), so
+that the two are compared with the same candidates, only the boundaries differing.
+Wired up by infertune/traffic_autotune.py; stored as a tuner.bucket_map.BucketMap.
 """
 
 from __future__ import annotations
@@ -97,3 +100,46 @@ def choose_buckets(histogram: Mapping[int, float], latency: Mapping[int, Mapping
         b, j = b - 1, i
     total = sum(histogram[m] for m in ms)
     return BucketPlan(tuple(reversed(uppers)), tuple(reversed(chosen)), best[used][n][0] / total)
+
+
+def pow2_uppers(ms: Sequence[int]) -> tuple[int, ...]:
+    """The power-of-two buckets that hold `ms`: (1], (1, 2], (2, 4], (4, 8], ...; only those
+    with an M in them, written by their upper bound (13 -> 16)."""
+    if any(m < 1 for m in ms):
+        raise ValueError("token counts must be >= 1")
+    return tuple(sorted({1 << (m - 1).bit_length() for m in ms}))
+
+
+def fixed_buckets(histogram: Mapping[int, float], latency: Mapping[int, Mapping[Hashable, float]],
+                  uppers: Sequence[int]) -> BucketPlan:
+    """The plan with the given bucket boundaries (strictly increasing upper bounds; Ms above
+    the last go to the last bucket) and, for each bucket, the config with the least
+    count-weighted latency over its Ms (ties to the first met). A bucket that no M with
+    traffic falls in is dropped. Raises ValueError as choose_buckets does."""
+    if not uppers or any(b <= a for a, b in zip(uppers, uppers[1:])):
+        raise ValueError(f"bucket upper bounds must be non-empty and increasing, got {list(uppers)}")
+    ms = sorted(m for m, count in histogram.items() if count > 0)
+    if not ms or any(count < 0 for count in histogram.values()):
+        raise ValueError("the histogram needs a positive count at some M and no negative count")
+    shell = BucketPlan(tuple(uppers), tuple(range(len(uppers))), 0.0)
+    members: dict[int, list[int]] = {}
+    for m in ms:
+        if m not in latency or not any(math.isfinite(t) for t in latency[m].values()):
+            raise ValueError(f"no finite latency measured at M={m}")
+        members.setdefault(shell.bucket_of(m), []).append(m)
+    kept_uppers: list[int] = []
+    chosen: list[Hashable] = []
+    cost = 0.0
+    for index in sorted(members):
+        group = members[index]
+        configs: list[Hashable] = []
+        for m in group:
+            configs += [c for c in latency[m] if c not in configs]
+        scores = [sum(histogram[m] * latency[m].get(c, math.inf) for m in group) for c in configs]
+        best = min(range(len(configs)), key=lambda k: scores[k])
+        # the last bucket keeps its bound even when its Ms lie above it (bucket_of sends them there)
+        kept_uppers.append(max(uppers[index], group[-1]) if index == len(uppers) - 1 else uppers[index])
+        chosen.append(configs[best])
+        cost += scores[best]
+    total = sum(histogram[m] for m in ms)
+    return BucketPlan(tuple(kept_uppers), tuple(chosen), cost / total)
