@@ -44,10 +44,13 @@ from .db_schema import (
     DatabaseError,
     DatabaseMissing,
     _first_line,
+    BUCKET_KEY_COLUMNS,
+    bucket_maps_table,
     check_storage,
     connect,
     records_table,
 )
+from .bucket_map import BucketMap, InvalidBucketMap
 from .keys import (
     BUCKETED_DIMS,
     DeviceClass,
@@ -55,10 +58,12 @@ from .keys import (
     current_source_hash,
     current_triton_minor,
     device_class,
+    hardware_text,
     log_distance,
     problem_bucket,
     problem_family,
     quant_of,
+    same_hardware,
     triton_minor,
 )
 from .location import default_db_path, shown, sqlalchemy_url
@@ -90,6 +95,7 @@ EXPORT_FORMAT = "infertune-tuning-export"
 _WRITE_ATTEMPTS = 20
 _OPEN_ATTEMPTS = 4
 T = records_table
+B = bucket_maps_table
 
 
 def stale_reason(record: TuningRecord) -> str | None:
@@ -253,14 +259,122 @@ class Database:
     @staticmethod
     def _upsert(conn: Any, row: dict[str, Any]) -> bool:
         key = and_(*(T.c[name] == row[name] for name in KEY_COLUMNS))
-        found = conn.execute(select(T.c.id, T.c.median_ms).where(key)).first()
+        found = conn.execute(select(T.c.id, T.c.median_ms, T.c.extra_json).where(key)).first()
         if found is None:
             conn.execute(T.insert().values(**row))
             return True
-        if row["median_ms"] < found.median_ms:
+        # A transferred record was timed on another GPU: it never replaces one measured here,
+        # and one measured here replaces it whatever the two times say.
+        new_transferred = "transferred_from" in json.loads(row["extra_json"])
+        try:
+            old_transferred = "transferred_from" in json.loads(found.extra_json)
+        except (TypeError, ValueError):  # a corrupt row is replaced by a sound one
+            old_transferred = True
+        if new_transferred != old_transferred:
+            replace = old_transferred
+        else:
+            replace = row["median_ms"] < found.median_ms
+        if replace:
             conn.execute(update(T).where(T.c.id == found.id).values(**row))
-            return True
-        return False
+        return replace
+
+    def _write(self) -> Any:
+        return self._engine.connect().execution_options(immediate=True)
+
+    def set_extra(self, record: TuningRecord, changes: Mapping[str, Any]) -> bool:
+        """Merge `changes` into the stored extra of the row with `record`'s key (checked with
+        `validate_record`). Returns False when there is no such row. Raises DatabaseError."""
+        values = _row_values(record, *_family_of_record(record))
+        key = and_(*(T.c[name] == values[name] for name in KEY_COLUMNS))
+        with self._errors("write"), self._write() as conn, conn.begin():
+            row = conn.execute(select(T).where(key)).first()
+            if row is None:
+                return False
+            try:
+                stored = _record_of(row)
+                merged = TuningRecord(**{**stored.to_dict(), "extra": {**stored.extra, **dict(changes)}})
+                validate_record(merged)
+            except (InvalidRecord, TypeError, ValueError) as exc:
+                raise DatabaseError(f"cannot update {_label(record)} in {shown(self.location)}: {exc}") from None
+            conn.execute(update(T).where(T.c.id == row.id).values(
+                extra_json=json.dumps(merged.extra, sort_keys=True, allow_nan=False)))
+        return True
+
+    def delete(self, record: TuningRecord) -> bool:
+        """Delete the row with `record`'s key. Returns False when there was none."""
+        values = _row_values(record, *_family_of_record(record))
+        key = and_(*(T.c[name] == values[name] for name in KEY_COLUMNS))
+        with self._errors("write"), self._write() as conn, conn.begin():
+            return conn.execute(delete(T).where(key)).rowcount > 0
+
+    # -- bucket maps ------------------------------------------------------------------
+    def put_bucket_map(self, bucket_map: BucketMap) -> None:
+        """Store `bucket_map`, replacing the map of the same kernel, device, family, kernel
+        source hash and Triton minor. Raises DatabaseError (a malformed map: one line)."""
+        try:
+            bucket_map.check()
+        except InvalidBucketMap as exc:
+            raise DatabaseError(f"bucket map not written to {shown(self.location)}: {exc}") from None
+        row = {"kernel": bucket_map.kernel, "device_name": bucket_map.device_name,
+               "capability": bucket_map.capability, "family": bucket_map.family,
+               "source_hash": bucket_map.source_hash, "triton_version": bucket_map.triton_version,
+               "triton_minor": triton_minor(bucket_map.triton_version),
+               "map_json": json.dumps({"uppers": list(bucket_map.uppers),
+                                       "configs": [dict(c) for c in bucket_map.configs]}, sort_keys=True),
+               "created": bucket_map.created,
+               "extra_json": json.dumps(bucket_map.extra, sort_keys=True, allow_nan=False)}
+        key = and_(*(B.c[name] == row[name] for name in BUCKET_KEY_COLUMNS))
+        with self._errors("write"), self._write() as conn, conn.begin():
+            conn.execute(delete(B).where(key))
+            conn.execute(B.insert().values(**row))
+
+    def bucket_maps(self, kernel: str | None = None) -> list[BucketMap]:
+        """Every stored bucket map (of `kernel`), sorted by key. A file from before bucket
+        maps opened read-only has none. Raises DatabaseError for a corrupt map."""
+        query = select(B).order_by(*(B.c[name] for name in BUCKET_KEY_COLUMNS))
+        if kernel is not None:
+            query = query.where(B.c.kernel == kernel)
+        with self._errors("read"), self._engine.connect() as conn:
+            rows = list(conn.execute(query)) if self._has_bucket_maps(conn) else []
+        try:
+            return [_bucket_map_of(row) for row in rows]
+        except InvalidBucketMap as exc:
+            raise DatabaseError(f"{shown(self.location)}: {exc}") from None
+
+    def delete_bucket_maps(self, kernel: str | None = None) -> int:
+        """Delete the stored bucket maps (of `kernel`). Returns the count."""
+        with self._errors("write"), self._write() as conn, conn.begin():
+            if not self._has_bucket_maps(conn):
+                return 0
+            return conn.execute(delete(B).where(B.c.kernel == kernel) if kernel else delete(B)).rowcount
+
+    @staticmethod
+    def _has_bucket_maps(conn: Any) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(conn).has_table(B.name)
+
+    def devices(self) -> list[dict[str, Any]]:
+        """One entry per stored (device_name, capability): record count, how many are
+        transferred, and the hardware (SM count, memory) where a record says it."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._errors("read"), self._engine.connect() as conn:
+            rows = list(conn.execute(select(T.c.device_name, T.c.capability, T.c.extra_json)))
+        for row in rows:
+            entry = found.setdefault((row.device_name, row.capability), {
+                "device_name": row.device_name, "capability": row.capability, "records": 0, "transferred": 0,
+                "sm_count": None, "total_memory": None})
+            entry["records"] += 1
+            try:
+                extra = json.loads(row.extra_json)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(extra, dict):
+                entry["transferred"] += "transferred_from" in extra
+                hardware = extra.get("device")
+                if isinstance(hardware, dict) and entry["sm_count"] is None:
+                    entry["sm_count"], entry["total_memory"] = hardware.get("sm_count"), hardware.get("total_memory")
+        return [found[k] for k in sorted(found)]
 
     def prune_stale(self, source_hashes: Mapping[str, str], minor: str) -> int:
         """Delete records of another Triton minor version, of another source hash than
@@ -312,19 +426,26 @@ class Database:
                                 f"`infertune db prune --corrupt --db {self.location}`") from None
 
     def lookup(self, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> Resolution:
-        """The config for `problem` on `device`: "database" (the exact key), "nearest" (same
-        family, nearest token count in log space) or "heuristic"; `detail` says why."""
+        """The config for `problem` on `device`: "database" (the exact key), "bucket" (a
+        traffic bucket map of the family), "nearest" (same family, nearest token count in log
+        space) or "heuristic"; `detail` says why, `marks` what the record is (confirmed,
+        unconfirmed, transferred). Records and maps of this device's name and compute
+        capability are used; when there are none, those of a card with the same compute
+        capability, SM count and memory (an OEM-renamed card), and `detail` says so."""
         cls = device_class(device)
         family = problem_family(spec, problem)
-        query = select(T).where(T.c.kernel == spec.name, T.c.device_name == cls.name,
-                                T.c.capability == cls.capability, T.c.family == family)
+        where = (T.c.kernel == spec.name, T.c.capability == cls.capability, T.c.family == family)
         try:
             with self._engine.connect() as conn:
-                rows = list(conn.execute(query))
+                rows = list(conn.execute(select(T).where(*where)))
+                maps = list(conn.execute(select(B).where(B.c.kernel == spec.name, B.c.capability == cls.capability,
+                                                         B.c.family == family))) \
+                    if self._has_bucket_maps(conn) else []
         except sa_exc.SQLAlchemyError as exc:  # the runtime runs on, untuned
             return Resolution(spec.heuristic(problem, device), "heuristic",
                               f"tuning database {shown(self.location)} unreadable: {_first_line(exc)}")
-        return _choose(spec, problem, device, cls, rows)
+        rows, maps, matched = _for_device(rows, maps, cls, device)
+        return _choose(spec, problem, device, cls, rows, maps, matched)
 
     # -- JSON -----------------------------------------------------------------------
     def export_json(self, device_name: str | None = None) -> dict[str, dict[str, Any]]:
@@ -378,7 +499,67 @@ def dump_json(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceClass, rows: list[Any]) -> Resolution:
+def _extra_of(row: Any) -> dict[str, Any]:
+    try:
+        extra = json.loads(row.extra_json)
+    except (TypeError, ValueError):
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
+def _for_device(rows: list[Any], maps: list[Any], cls: DeviceClass,
+                device: DeviceInfo) -> tuple[list[Any], list[Any], str | None]:
+    """The records and maps of `device`: those of its normalized name; when there are none
+    (and it is a GPU), those of the one stored device of the same compute capability whose
+    records say it has the same SM count and memory (tuner.keys.same_hardware; several:
+    the one with the most records, then by name). Returns (rows, maps, how it matched or None)."""
+    named = [r for r in rows if r.device_name == cls.name]
+    named_maps = [m for m in maps if m.device_name == cls.name]
+    if named or named_maps or cls.capability == "cpu":
+        return named, named_maps, None
+    alike: dict[str, int] = {}
+    for r in rows:
+        if same_hardware(device, _extra_of(r).get("device")):
+            alike[r.device_name] = alike.get(r.device_name, 0) + 1
+    for m in maps:
+        if same_hardware(device, _extra_of(m).get("device")):
+            alike.setdefault(m.device_name, 0)
+    if not alike:
+        return [], [], None
+    name = min(alike, key=lambda n: (-alike[n], n))
+    how = f"matched {name} by {hardware_text(cls.capability, device)}"
+    return [r for r in rows if r.device_name == name], [m for m in maps if m.device_name == name], how
+
+
+def _marks(extra: Mapping[str, Any]) -> tuple[str, ...]:
+    marks = []
+    if extra.get("confirmed") is True:
+        marks.append("confirmed")
+    elif extra.get("confirmed") is False:
+        marks.append("unconfirmed")
+    if "transferred_from" in extra:
+        marks.append("transferred")
+    return tuple(marks)
+
+
+def _bucket_map_of(row: Any) -> BucketMap:
+    """The map of a stored row, checked. Raises InvalidBucketMap naming the row."""
+    try:
+        body = json.loads(row.map_json)
+        found = BucketMap.from_dict({
+            "kernel": row.kernel, "device_name": row.device_name, "capability": row.capability,
+            "family": row.family, "source_hash": row.source_hash, "triton_version": row.triton_version,
+            "uppers": body["uppers"], "configs": body["configs"], "created": row.created,
+            "extra": json.loads(row.extra_json)})
+    except InvalidBucketMap as exc:
+        raise InvalidBucketMap(f"bucket map row {row.id} is corrupt: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidBucketMap(f"bucket map row {row.id} is corrupt: {type(exc).__name__}") from None
+    return found
+
+
+def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceClass, rows: list[Any],
+            maps: list[Any] = (), matched: str | None = None) -> Resolution:
     key = spec.shape_key(problem)
     want_hash, want_minor = current_source_hash(spec), current_triton_minor()
     corrupt: list[CorruptRow] = []
@@ -392,6 +573,7 @@ def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceC
     rows = sound
     fresh = [r for r in rows if r.source_hash == want_hash and r.triton_minor == want_minor]
     notes: list[str] = []
+    where = f"{cls}" + (f" ({matched})" if matched else "")
 
     def usable(row: Any) -> Config | None:
         config = Config(json.loads(row.config_json))
@@ -401,19 +583,42 @@ def _choose(spec: KernelSpec, problem: Problem, device: DeviceInfo, cls: DeviceC
             return None
         return config
 
+    def answer(config: Config, source: str, detail: str, row: Any) -> Resolution:
+        marks = _marks(_extra_of(row))
+        if "transferred" in marks:
+            detail += f"; transferred from {_extra_of(row)['transferred_from']}, not measured on this device"
+        return Resolution(config, source, detail, marks)
+
     exact = next((r for r in fresh if r.problem_key == key), None)
     if exact is not None:
         config = usable(exact)
         if config is not None:
-            return Resolution(config, "database", f"tuned for {key} on {cls}")
+            return answer(config, "database", f"tuned for {key} on {where}", exact)
     dim = bucketed_dim(spec)
     if dim is not None:
         want = problem[dim]
+        for row in maps:
+            if row.source_hash != want_hash or row.triton_minor != want_minor:
+                continue
+            try:
+                found = _bucket_map_of(row)
+            except InvalidBucketMap as exc:
+                notes.append(f"{exc}; skipped")
+                continue
+            index = found.bucket_of(want)
+            config = Config(found.configs[index])
+            reason = spec.reject_reason(config, problem, device)
+            if reason:
+                notes.append(f"bucket config {config} rejected: {reason}")
+                continue
+            low, high = found.ranges()[index]
+            span = f"{dim}={low}..{high}" + (" and above" if index == len(found.uppers) - 1 else "")
+            return answer(config, "bucket", f"traffic bucket {span} (asked {dim}={want}) on {where}", row)
         for row in sorted((r for r in fresh if r.problem_key != key and r.m is not None),
                           key=lambda r: (log_distance(r.m, want), r.m)):
             config = usable(row)
             if config is not None:
-                return Resolution(config, "nearest", f"tuned for {dim}={row.m} (asked {dim}={want}) on {cls}")
+                return answer(config, "nearest", f"tuned for {dim}={row.m} (asked {dim}={want}) on {where}", row)
     fresh_ids = {r.id for r in fresh}
     stale = [r for r in rows if r.id not in fresh_ids]
     if stale:

@@ -4,7 +4,10 @@ Schema version 1 (docs/ARCHITECTURE.md, "Tuned config database"):
 - `infertune_meta(key PK, value)`: rows `app_id = "infertune-tuning-db"` and `schema_version`;
 - `tuning_records`: one row per (kernel, device_name, capability, dtype, quant, problem_key,
   triton_minor, source_hash), the fields of `tuner.record.TuningRecord` plus the derived
-  `triton_minor`, `family` and `m` columns that lookups filter on.
+  `triton_minor`, `family` and `m` columns that lookups filter on;
+- `bucket_maps` (added with traffic-aware buckets, created on the first writable open of an
+  older file, which older readers ignore): one row per (kernel, device_name, capability,
+  family, triton_minor, source_hash), the fields of `tuner.bucket_map.BucketMap`.
 """
 
 from __future__ import annotations
@@ -79,6 +82,26 @@ records_table = Table(
     Column("extra_json", Text, nullable=False),
     UniqueConstraint(*KEY_COLUMNS, name="uq_tuning_record_key"),
     Index("ix_tuning_records_family", "kernel", "device_name", "capability", "family"),
+)
+
+
+BUCKET_KEY_COLUMNS = ("kernel", "device_name", "capability", "family", "triton_minor", "source_hash")
+
+bucket_maps_table = Table(
+    "bucket_maps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kernel", String(64), nullable=False),
+    Column("device_name", String(128), nullable=False),
+    Column("capability", String(16), nullable=False),
+    Column("family", String(512), nullable=False),
+    Column("source_hash", String(64), nullable=False),
+    Column("triton_version", String(64), nullable=False),
+    Column("triton_minor", String(16), nullable=False),
+    Column("map_json", Text, nullable=False),      # {"uppers": [...], "configs": [...]}
+    Column("created", String(40), nullable=False),
+    Column("extra_json", Text, nullable=False),
+    UniqueConstraint(*BUCKET_KEY_COLUMNS, name="uq_bucket_map_key"),
 )
 
 
@@ -290,6 +313,8 @@ def _check_or_create(engine: Engine, location: str, create: bool) -> None:
                                 f"reads ({SCHEMA_VERSION}); upgrade infertune")
         if records_table.name not in tables:
             raise DatabaseError(f"{where} is corrupt (table {records_table.name} is missing)")
+        if bucket_maps_table.name not in tables and create:
+            bucket_maps_table.create(conn)  # a file from before bucket maps: the table is additive
         have = {c["name"] for c in inspect(conn).get_columns(records_table.name)}
         lacking = [c.name for c in records_table.columns if c.name not in have]
         if lacking:

@@ -81,6 +81,34 @@ def device_class(device: DeviceInfo) -> DeviceClass:
     return DeviceClass(f"{major}.{minor}", normalize_device_name(device.name))
 
 
+# Drivers and torch report a card's memory a few hundred MiB apart (ECC on or off, the
+# driver's reserve: an H100 80GB reads 79.1 to 81.0 GiB), so memory matches within 2 %.
+MEMORY_TOLERANCE = 0.02
+
+
+def hardware_of(device: DeviceInfo) -> dict[str, int]:
+    """What a record stores of its device's hardware (extra["device"]), for matching a card
+    whose name differs: {"sm_count", "total_memory"}."""
+    return {"sm_count": device.sm_count, "total_memory": device.total_memory}
+
+
+def same_hardware(device: DeviceInfo, recorded: object) -> bool:
+    """True when `recorded` (a record's extra["device"]) describes `device`'s hardware: the
+    same SM count and memory within MEMORY_TOLERANCE. The compute capability is compared by
+    the caller (it is a column). False for anything malformed or missing."""
+    if not isinstance(recorded, dict):
+        return False
+    sms, memory = recorded.get("sm_count"), recorded.get("total_memory")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (sms, memory)):
+        return False
+    return sms == device.sm_count and abs(memory - device.total_memory) <= MEMORY_TOLERANCE * device.total_memory
+
+
+def hardware_text(capability: str, device: DeviceInfo) -> str:
+    """"compute capability 9.0, 132 SMs, 80 GiB": how a renamed card was matched."""
+    return f"compute capability {capability}, {device.sm_count} SMs, {device.total_memory / 2**30:.0f} GiB"
+
+
 def m_bucket(m: int) -> int:
     """The bucket of a token count: the smallest of 1, 2, 3, 4, 6, 8, 12, ..., 3072, 4096
     that is >= m; above 4096 the next power of two. Raises ValueError for m < 1."""

@@ -164,7 +164,48 @@ def check_record(record: TuningRecord) -> None:
         raise InvalidRecord(f"extra is not plain JSON: {exc}") from None
     if len(extra_text) > MAX_EXTRA_CHARS:
         raise InvalidRecord(f"extra is {len(extra_text)} characters of JSON, more than {MAX_EXTRA_CHARS}")
+    check_extra(record.extra)
     _check_key(record)
+
+
+# The keys of `extra` that code reads back (lookup marks, device matching, reports); each is
+# optional and type-checked when present. Any other key is free-form evidence.
+EXTRA_TYPES = {
+    "confirmed": "a boolean (end-to-end confirmation's verdict)",
+    "confirmation": "an object (end-to-end confirmation's evidence)",
+    "transferred_from": "a normalized device name (the GPU the record was copied from)",
+    "transfer": "an object (what the transfer checked)",
+    "ci_ms": "[low, high] in ms (bootstrap interval of the median)",
+    "noise": "an object (the noise guard's counts)",
+    "device": "an object {sm_count, total_memory} of positive integers",
+}
+
+
+def check_extra(extra: dict[str, Any]) -> None:
+    """Check the standard keys of a record's `extra` (EXTRA_TYPES). Raises InvalidRecord."""
+    def bad(key: str) -> InvalidRecord:
+        return InvalidRecord(f"extra[{key!r}] must be {EXTRA_TYPES[key]}, got {_short(extra[key])}")
+
+    if "confirmed" in extra and not isinstance(extra["confirmed"], bool):
+        raise bad("confirmed")
+    for key in ("confirmation", "transfer", "noise"):
+        if key in extra and not isinstance(extra[key], dict):
+            raise bad(key)
+    if "transferred_from" in extra and not (isinstance(extra["transferred_from"], str)
+                                            and _DEVICE.fullmatch(extra["transferred_from"])
+                                            and len(extra["transferred_from"]) <= 128):
+        raise bad("transferred_from")
+    if "ci_ms" in extra:
+        ci = extra["ci_ms"]
+        if not (isinstance(ci, list) and len(ci) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_MS for v in ci)
+                and ci[0] <= ci[1]):
+            raise bad("ci_ms")
+    if "device" in extra:
+        device = extra["device"]
+        if not (isinstance(device, dict) and set(device) == {"sm_count", "total_memory"}
+                and all(_is_int(v) and v > 0 for v in device.values())):
+            raise bad("device")
 
 
 def _check_key(record: TuningRecord) -> None:
