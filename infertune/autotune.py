@@ -101,10 +101,11 @@ def save_records(db: str, records: list[TuningRecord]) -> int:
 
 def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name: str, out: str | None,
                device: DeviceInfo, db: str, notes: list[str], interrupted: bool = False,
-               extra_tuning: list[dict] | None = None):
+               extra_tuning: list[dict] | None = None, sections: dict | None = None):
     """Write the run directory of a tuning run (kind "autotune"): per problem the torch
     baseline, default and tuned timings as measurements, and the whole search (trials,
-    failures, best) under "tuning", after `extra_tuning` (e.g. a joint search's front). Returns its path."""
+    failures, best) under "tuning", after `extra_tuning` (e.g. a joint search's front), and
+    `sections` as top-level keys of the run file. Returns its path."""
     import sys
 
     from .environment import collect_environment
@@ -132,6 +133,7 @@ def tuning_run(results: list[TuneResult], specs: dict[str, KernelSpec], *, name:
                                           if base and row["timing"]["median_ms"] > 0 else None)
         run["measurements"] += rows
     run["tuning"] = list(extra_tuning or []) + [r.to_dict() for r in results]
+    run.update(sections or {})  # e.g. "confirmation": the end-to-end check of the new records
     run["notes"] += notes + (["interrupted: the studies keep every measurement; rerun to continue"]
                              if interrupted else [])
     if any(r.interpreter for r in results):

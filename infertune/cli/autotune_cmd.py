@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -52,17 +53,29 @@ FLAGS = {
     "record": "--record", "replay": "--replay", "model": "--model", "batch": "--batch", "seq": "--prompt-len",
     "gen": "--gen", "cuda_graph": "--cuda-graph", "compile_workers": "--compile-workers",
     "quant_plan": "--quant-plan", "max_ppl_increase": "--max-ppl-increase", "out": "--out",
-    "min_sqnr": "--min-sqnr", "json_output": "--json",
+    "min_sqnr": "--min-sqnr", "json_output": "--json", "traffic": "--traffic", "buckets": "--buckets",
+    "max_batch": "--max-batch", "confirm": "--confirm", "warm_start": "--warm-start",
+    "confirm_transferred": "--confirm-transferred",
 }
+_ISSUE14 = ("traffic", "buckets", "max_batch", "confirm", "warm_start", "confirm_transferred")
 # The flags each mode has no use for: given there, they are refused (exit 2), never ignored.
 REFUSED = {
     "plan": ("kernel", "shape", "quant", "opt", "timeout", "retime", "trial_timeout", "no_save", "record", "replay",
-             "batch", "seq", "gen", "cuda_graph", "compile_workers", "min_sqnr"),
-    "model": ("shape", "opt", "record", "replay", "min_sqnr", "max_ppl_increase"),
-    "quant": ("record", "replay", "model", "batch", "seq", "gen", "compile_workers", "max_ppl_increase"),
-    "kernel": ("batch", "seq", "gen", "min_sqnr", "max_ppl_increase"),
+             "batch", "seq", "gen", "cuda_graph", "compile_workers", "min_sqnr", *_ISSUE14),
+    "model": ("shape", "opt", "record", "replay", "min_sqnr", "max_ppl_increase", "buckets", "max_batch",
+              "confirm_transferred"),
+    "traffic": ("shape", "opt", "record", "replay", "min_sqnr", "max_ppl_increase", "batch", "seq", "confirm",
+                "confirm_transferred"),
+    "quant": ("record", "replay", "model", "batch", "seq", "gen", "compile_workers", "max_ppl_increase", *_ISSUE14),
+    "kernel": ("batch", "seq", "gen", "min_sqnr", "max_ppl_increase", "traffic", "buckets", "max_batch", "confirm",
+               "confirm_transferred"),
+    "transferred": ("shape", "dtype", "quant", "opt", "record", "replay", "model", "batch", "seq", "gen", "no_save",
+                    "min_sqnr", "max_ppl_increase", "quant_plan", "traffic", "buckets", "max_batch", "confirm",
+                    "warm_start", "cuda_graph"),
 }
 MODE_NAMES = {"plan": "--quant-plan (the per-layer plan search)", "model": "--model (a model's kernel problems)",
+              "traffic": "--model with --traffic (traffic-aware buckets)",
+              "transferred": "--confirm-transferred (re-measuring transferred records)",
               "quant": "--quant all|LIST (the joint scheme search)", "kernel": "a kernel search (KERNEL --shape)"}
 
 
@@ -111,6 +124,21 @@ def autotune(
                             "<name>/); --quant-plan writes front.json and plan.json there."),
     min_sqnr: float = typer.Option(None, "--min-sqnr", help="With --quant all or a list of schemes: pick the fastest "
                                    "scheme on the latency/SQNR Pareto front whose SQNR reaches this many dB."),
+    traffic: str = typer.Option(None, "--traffic", help="With --model: a histogram of token counts per forward "
+                                "pass (CSV or JSON; or raw request lengths with --max-batch); chooses M buckets and "
+                                "one config each that minimise the expected latency under it."),
+    buckets: int = typer.Option(4, "--buckets", min=1, help="With --traffic: how many M buckets per kernel problem."),
+    max_batch: int = typer.Option(None, "--max-batch", min=1, help="With --traffic of raw request lengths: requests "
+                                  "per forward pass (batched in arrival order, padded to the longest)."),
+    confirm: bool = typer.Option(False, "--confirm", help="With --model: time the model's forward step with the new "
+                                 "records against what they replace, interleaved; a record that does not improve "
+                                 "it beyond noise is stored marked unconfirmed."),
+    warm_start: str = typer.Option(None, "--warm-start", help="Start each search from the best configs of the "
+                                   "nearest records of SOURCE: a device name in the database, another database, "
+                                   "or an exported JSON."),
+    confirm_transferred: bool = typer.Option(False, "--confirm-transferred", help="Measure this device's "
+                                             "transferred records (see `infertune db transfer`) and replace them "
+                                             "(KERNEL narrows it)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Search tile configs with Optuna in an isolated worker; check, time, and store the winners.
@@ -131,7 +159,15 @@ def autotune(
         raise UsageError("--record and --replay take one kernel and scheme, not --quant with several schemes")
     if min_sqnr is not None and not quant_plan and not is_joint(quant):
         raise UsageError("--min-sqnr picks among quantization schemes: give --quant all or a list such as int8,int4-g128")
-    mode = "plan" if quant_plan else "model" if model is not None else "quant" if is_joint(quant) else "kernel"
+    if traffic is not None and model is None:
+        raise UsageError("--traffic describes a model's serving traffic: give --model NAME too")
+    if model is None and given_flags(ctx, ("buckets", "max_batch")):
+        raise UsageError("--buckets and --max-batch go with --model NAME --traffic FILE")
+    if confirm and model is None:
+        raise UsageError("--confirm times a model's forward step: give --model NAME")
+    mode = ("transferred" if confirm_transferred else "plan" if quant_plan else
+            ("traffic" if traffic is not None else "model") if model is not None else
+            "quant" if is_joint(quant) else "kernel")
     refuse_flags(ctx, {name: FLAGS[name] for name in REFUSED[mode]}, MODE_NAMES[mode])
     settings = Settings.from_env()
     device = current_device()
@@ -141,6 +177,22 @@ def autotune(
         compile_workers = 0 if device.interpreter else min(8, os.cpu_count() or 1)
     if quant is not None and not is_joint(quant):
         quant = canonical_scheme(quant)  # "w4g128" is "int4-g128"
+    if confirm_transferred:
+        from .autotune_transferred import confirm_transferred as run_transferred
+
+        return run_transferred(kernel=kernel, db=db or settings.db, device=device, settings=settings, trials=trials,
+                               sampler=sampler, seed=seed, timeout=timeout, retime=retime,
+                               trial_timeout=trial_timeout, storage=storage, out=out, json_output=json_output)
+    if traffic is not None:
+        if kernel is not None:
+            kernel_library.get(kernel)  # an unknown kernel fails as such
+        from .autotune_traffic import tune_traffic
+
+        return tune_traffic(model=model, kernel=kernel, traffic=traffic, buckets=buckets, max_batch=max_batch, gen=gen,
+                            dtype=dtype, quant=quant, trials=trials, sampler=sampler, seed=seed, timeout=timeout,
+                            retime=retime, trial_timeout=trial_timeout, db=db or settings.db, storage=storage,
+                            no_save=no_save, out=out, json_output=json_output, device=device, settings=settings,
+                            compile_workers=compile_workers, warm_start=warm_start)
     if quant_plan:
         from .autotune_plan import tune_plan
 
@@ -150,8 +202,9 @@ def autotune(
     if model is not None:
         if kernel is not None:
             kernel_library.get(kernel)  # an unknown kernel fails as such
-        targets = model_problems(model, batches=parse_sizes(batch or "1", "--batch"), seq=seq or 128, gen=gen,
-                                 dtype=dtype or default_dtype(kernel_library.get("matmul"), device), quant=quant,
+        batches = parse_sizes(batch or "1", "--batch")
+        model_dtype = dtype or default_dtype(kernel_library.get("matmul"), device)
+        targets = model_problems(model, batches=batches, seq=seq or 128, gen=gen, dtype=model_dtype, quant=quant,
                                  kernel=kernel)
         for spec, problem in targets:
             reason = spec.unsupported_reason(problem, device)
@@ -196,6 +249,7 @@ def autotune(
     # Every destination is checked (and made) now: a bad one found after the trials would
     # waste them, or send them somewhere the user did not ask for.
     run_dir = check_destinations(db=db, save=save, storage=storage, out=out, run_dir_name=f"autotune-{model or kernel}")
+    warm = _open_warm_source(warm_start, db) if warm_start is not None else None
     search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout, retime_top=retime,
                            compile_workers=compile_workers)
     if device.interpreter and replay is None:
@@ -214,8 +268,12 @@ def autotune(
                 valid = len(Space(spec, problem, recording.device if recording else device))
                 task = bar.add_task(f"{spec.name} {spec.shape_key(problem)}" if model else spec.shape_key(problem),
                                     total=min(trials, valid), fields="")
+                options = search
+                if warm is not None:
+                    options = dataclasses.replace(search, warm_start=tuple(
+                        warm.configs_for(spec, problem, recording.device if recording else device)))
                 try:
-                    result, tuned = autotune_problem(spec, problem, device, storage=storage, options=search,
+                    result, tuned = autotune_problem(spec, problem, device, storage=storage, options=options,
                                                       trial_timeout_s=trial_timeout, settings=settings,
                                                       on_trial=lambda p, t=task, b=bar: _advance(b, t, p),
                                                       record_to=record, replay=recording, cuda_graph=cuda_graph,
@@ -240,9 +298,19 @@ def autotune(
                 run_dir=run_dir)
         raise typer.Exit(130) from None
     _close(shared, shared_pool)
+    confirmation = None
+    if confirm and records:
+        from ..confirm import confirm_records
+
+        # Before saving: "what they replace" is what the database resolves today.
+        confirmation = confirm_records(model, records, db=db, device=device, batches=batches, seq=seq or 128,
+                                       gen=gen, dtype=model_dtype, quant=quant, seed=seed, settings=settings)
+        records = list(confirmation.records)
     written = save_records(db, records) if records and save else 0
-    run_dir = _write_run(results, run_dir, model or kernel, device, db)
-    _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir)
+    sections = {"confirmation": confirmation.to_dict()} if confirmation is not None else None
+    run_dir = _write_run(results, run_dir, model or kernel, device, db, sections=sections)
+    _report(results, db, written=written if save else None, json_output=json_output, model=model, run_dir=run_dir,
+            warm=warm, confirmation=confirmation)
     if record is not None:
         status.print(f"replay file written: {path_text(record)}")
 
@@ -275,12 +343,22 @@ def _ratio(x: float | None) -> str:
     return f"{x:.2f}x" if x is not None else "-"
 
 
-def _write_run(results: list[TuneResult], run_dir: Path, name: str, device, db: str, interrupted: bool = False):
+def _write_run(results: list[TuneResult], run_dir: Path, name: str, device, db: str, interrupted: bool = False,
+               sections: dict | None = None):
     if not results:
         return None
     specs = {r.kernel: kernel_library.get(r.kernel) for r in results}
     return tuning_run(results, specs, name=name, out=str(run_dir), device=device, db=db, notes=[],
-                      interrupted=interrupted)
+                      interrupted=interrupted, sections=sections)
+
+
+def _open_warm_source(text: str, db: str):
+    from tuner.warm_start import WarmStartError, open_warm_source
+
+    try:
+        return open_warm_source(text, db)
+    except WarmStartError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _quant_option(spec, quant: str) -> dict[str, str]:
@@ -306,12 +384,21 @@ def _check_file_destination(path: str, flag: str) -> None:
 
 
 def _report(results: list[TuneResult], db: str, *, written: int | None, json_output: bool, note: str | None = None,
-            model: str | None = None, run_dir=None) -> None:
+            model: str | None = None, run_dir=None, warm=None, confirmation=None) -> None:
     if json_output:
         print_json({"results": [r.to_dict() for r in results], "database": db, "records_written": written,
                     "model": model, "interrupted": note is not None, "run_dir": str(run_dir) if run_dir else None,
+                    "warm_start": warm.describe() if warm is not None else None,
+                    "confirmation": confirmation.to_dict() if confirmation is not None else None,
                     "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
         return
+    if warm is not None:
+        console.print(f"warm start: {warm.describe()}; {sum(r.warm_started for r in results)} config(s) enqueued "
+                      "as first trials")
+    if confirmation is not None:
+        from .autotune_confirm import print_confirmation
+
+        print_confirmation(confirmation, json_output)
     if model is not None:
         _model_table(model, results)
     for r in ([] if model is not None else results):
