@@ -1,4 +1,4 @@
-"""`infertune db`: show, export, import, merge, prune and verify the tuned config database."""
+"""`infertune db`: show, export, import, merge, prune, transfer and verify the tuned config database."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 import kernels as kernel_library
-from kernels.device import current_device
+from kernels.device import DeviceInfo, current_device
 from kernels.spec import Config
 from tuner.database import (Database, DatabaseError, current_source_hashes, current_triton_minor, dump_json,
                             export_records, open_database, stale_reason)
+from tuner.devices import device_for, known_names
 from tuner.keys import device_class, problem_from_key
 from tuner.record import TuningRecord
+from tuner.transfer import TransferError, TransferReport, reason_kind, source_name, transfer
 
 from ..benchmark import check
 from ..errors import UsageError
@@ -50,21 +52,40 @@ def show(
         records = database.records(kernel)
         location = database.location
     if json_output:
-        print_json([{**r.to_dict(), "stale": stale_reason(r)} for r in records])
+        print_json([{**r.to_dict(), "stale": stale_reason(r), "transferred_from": r.extra.get("transferred_from")}
+                    for r in records])
         return
     table = Table(title=escape(f"{len(records)} tuned record(s) in {location}"))
-    for col in ("kernel", "device", "problem", "config", "p50", "vs default", "vs torch", "trials", "state"):
+    for col in ("kernel", "device", "problem", "config", "p50", "vs default", "vs torch", "trials", "origin",
+                "state"):
         table.add_column(col, overflow="fold", justify="right" if col in ("p50", "vs default", "vs torch",
                                                                             "trials") else "left")
     for r in records:
         stale = stale_reason(r)
-        device = r.device_name if r.capability == "cpu" else f"{r.device_name} sm_{r.capability.replace('.', '')}"
         # Stored text is data, not rich markup ("[/x]" in a stale record's key must not raise).
-        table.add_row(r.kernel, escape(device),
+        table.add_row(r.kernel, escape(_device_text(r)),
                       escape(r.problem_key), str(Config(r.config)), fmt_ms(r.median_ms),
                       _ratio(r.default_ms, r.median_ms), _ratio(r.baseline_ms, r.median_ms), str(r.trials),
+                      _origin(r),
                       f"[yellow]stale: {escape(stale)}[/]" if stale else ("interpreter" if r.interpreter else "fresh"))
     console.print(table)
+
+
+def _device_text(r: TuningRecord) -> str:
+    """"nvidia-h200 sm_90, 132 SMs, 140 GiB": the device class, and its hardware where the record says it."""
+    text = r.device_name if r.capability == "cpu" else f"{r.device_name} sm_{r.capability.replace('.', '')}"
+    hardware = r.extra.get("device")
+    if isinstance(hardware, dict) and hardware.get("sm_count") and hardware.get("total_memory"):
+        text += f", {hardware['sm_count']} SMs, {hardware['total_memory'] / 2**30:.0f} GiB"
+    return text
+
+
+def _origin(r: TuningRecord) -> str:
+    """"measured", or "[magenta]transferred from X[/]" (its times are X's, not this device's)."""
+    source = r.extra.get("transferred_from")
+    if isinstance(source, str):
+        return f"[magenta]transferred from {escape(source)}[/]"
+    return "measured"
 
 
 def _ratio(other: float | None, mine: float) -> str:
@@ -190,6 +211,70 @@ def prune(
         return
     for what, count in removed.items():
         typer.echo(f"removed {count} {what} record(s)")
+
+
+@app.command("transfer")
+@user_errors
+def transfer_cmd(
+    source: str = typer.Option(..., "--from", help="The device whose records to copy: its normalized name as "
+                               "`db show` prints it, a name `tuner.devices` knows (h100, a100-40gb, ...), or "
+                               "'this' (this machine's device)."),
+    target: str = typer.Option(..., "--to", help="The device to seed: a known GPU (h100, h200, l4, ...) or 'this'."),
+    kernel: str = typer.Option(None, "--kernel", help="Only this kernel's records."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Seed records for a GPU that has none from another GPU's, marked `transferred` (never
+    taken for measured: a measured record always replaces one, and lookups say so). Configs
+    the target's constraints reject (shared memory, registers) are not copied, nor keys the
+    target has measured. `infertune autotune --confirm-transferred` measures them later."""
+    _check_kernel(kernel)
+    to_device = _device_info(target, "--to")
+    with _open(db) as database:
+        from_name = device_class(current_device()).name if source.strip().lower() == "this" else None
+        try:
+            report = transfer(database, from_name or source_name(database, source), to_device, kernel)
+        except TransferError as exc:
+            raise UsageError(str(exc)) from None
+        location = database.location
+    if json_output:
+        print_json({"db": location, **report.to_dict()})
+        return
+    _print_transfer(report, location)
+
+
+def _device_info(text: str, flag: str) -> DeviceInfo:
+    """The DeviceInfo `text` names: 'this', or a GPU of tuner.devices. UsageError listing the
+    known names otherwise."""
+    if text.strip().lower() == "this":
+        return current_device()
+    known = device_for(text)
+    if known is None:
+        raise UsageError(f"{flag} {text!r} is not a device infertune knows; known: this, {', '.join(known_names())}")
+    return known.info
+
+
+def _print_transfer(report: TransferReport, location: str) -> None:
+    source = f"{report.source} (sm_{report.source_capability.replace('.', '')})"
+    target = report.target if report.target_capability == "cpu" else \
+        f"{report.target} (sm_{report.target_capability.replace('.', '')})"
+    table = Table(title=escape(f"transfer {source} -> {target} in {location}"))
+    for col in ("records", "count", "detail"):
+        table.add_column(col, overflow="fold", justify="right" if col == "count" else "left")
+    table.add_row("[green]copied (marked transferred)[/]", str(len(report.copied)), "")
+    for kind, count in sorted(report.reasons().items()):
+        example = next(why for r, why in report.rejected if reason_kind(why) == kind)
+        table.add_row(f"[yellow]rejected by constraint: {kind}[/]", str(count), escape(f"e.g. {example}"))
+    table.add_row("already measured on the target", str(len(report.measured)), "kept")
+    if report.already:
+        table.add_row("already transferred", str(len(report.already)), "an earlier copy at least as fast is kept")
+    if report.stale:
+        table.add_row("stale at the source", str(len(report.stale)), escape(report.stale[0][1]))
+    if report.chained:
+        table.add_row("not measured at the source", str(len(report.chained)), "transferred there: not copied again")
+    console.print(table)
+    if report.copied:
+        console.print("measure them on the target with `infertune autotune --confirm-transferred`")
 
 
 @app.command("verify")
