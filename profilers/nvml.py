@@ -21,10 +21,15 @@ Without NVML (no nvidia-ml-py, nvmlInit failing, no GPU at that index) the Sampl
 `available == False` with the reason, start/stop do nothing and never raise, and the
 Telemetry says `available: False`. The NVML calls sit behind a small `Backend` protocol,
 so tests drive the sampler with a scripted fake.
+
+`NoiseGuard` samples around one tuner trial at a time (begin / end) and says whether the
+trial was measured under a condition that moves timings: another process on the GPU, the SM
+clock more than CLOCK_LOW_FRACTION below its maximum while busy, or a throttling reason.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -33,6 +38,10 @@ from typing import Any, Protocol
 
 CLOCK_MOVED_FRACTION = 0.05
 TEMPERATURE_MOVED_C = 5.0
+# A trial is flagged when the busy GPU's median SM clock sat more than this far below the
+# maximum: an H100 SXM boosts to 1980 MHz and a throttled one settles near 1400-1600 MHz
+# (20-30 % less), while boost jitter stays within a few percent.
+CLOCK_LOW_FRACTION = 0.10
 
 METRICS = ("sm_clock_mhz", "mem_clock_mhz", "power_w", "energy_mj", "temperature_c",
            "gpu_util_pct", "mem_util_pct", "memory_used_mib")
@@ -69,11 +78,14 @@ def decode_reasons(mask: int | None) -> list[str]:
 
 class Backend(Protocol):
     """What the sampler needs of NVML. `read` returns a dict with any of METRICS (None or
-    absent where the device does not report it) and `throttle_mask` (int)."""
+    absent where the device does not report it) and `throttle_mask` (int). `handle` takes
+    an index or a UUID string. The noise guard also uses, when the backend has them,
+    `max_sm_clock(handle) -> int | None` (MHz) and `processes(handle) -> list[int] | None`
+    (pids of the compute processes on the device)."""
 
     def init(self) -> None: ...
 
-    def handle(self, index: int) -> Any: ...
+    def handle(self, index: int | str) -> Any: ...
 
     def read(self, handle: Any) -> dict[str, Any]: ...
 
@@ -96,8 +108,17 @@ class PynvmlBackend:
         except Exception:  # noqa: BLE001
             pass
 
-    def handle(self, index: int) -> Any:
+    def handle(self, index: int | str) -> Any:
+        if isinstance(index, str):
+            return self._nvml.nvmlDeviceGetHandleByUUID(index)
         return self._nvml.nvmlDeviceGetHandleByIndex(index)
+
+    def max_sm_clock(self, handle: Any) -> int | None:
+        return self._get("nvmlDeviceGetMaxClockInfo", handle, self._nvml.NVML_CLOCK_SM)
+
+    def processes(self, handle: Any) -> list[int] | None:
+        procs = self._get("nvmlDeviceGetComputeRunningProcesses", handle)
+        return None if procs is None else [int(p.pid) for p in procs]
 
     def _get(self, fn_name: str, *args):
         fn = getattr(self._nvml, fn_name, None)
@@ -303,3 +324,173 @@ class Sampler:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# The noise guard: NVML around each tuner trial
+
+
+def nvml_target() -> int | str:
+    """The NVML handle of the GPU torch calls cuda:0: NVML counts every GPU whatever
+    CUDA_VISIBLE_DEVICES says, so its first entry (an index or a GPU-... UUID) names it."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if first.isdigit():
+        return int(first)
+    if first.startswith(("GPU-", "MIG-")):
+        return first
+    return 0
+
+
+def _is_own(pid: int, me: int) -> bool | None:
+    """True when `pid` is this process or one it started (the worker, the compile pool),
+    False for another visible process, None when /proc does not show it (a container's
+    pid namespace: NVML reports host pids)."""
+    for _ in range(64):
+        if pid == me:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            return None
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
+@dataclass(frozen=True)
+class NoiseCheck:
+    """What the guard saw around one trial: `reasons` empty when nothing moved timings."""
+
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.reasons)
+
+
+class NoiseGuard:
+    """Samples NVML around one trial at a time: `begin()` before it, `end()` after it
+    returns a NoiseCheck. `enabled` is False with `reason` where NVML is missing or fails;
+    begin/end then do nothing and end() says nothing was seen.
+
+    Flags: another compute process on the GPU (a pid that is neither this process nor one
+    it started; where /proc cannot see NVML's pids, more such pids than at the first trial),
+    the busy GPU's median SM clock more than CLOCK_LOW_FRACTION below its maximum, and any
+    throttling reason (THROTTLING). Samples every `interval_ms` on a thread, plus one at each
+    end, so even a short trial has two.
+    """
+
+    def __init__(self, target: int | str | None = None, *, interval_ms: float = 20.0,
+                 backend: Backend | None = None) -> None:
+        self.interval_ms = float(interval_ms)
+        self.enabled = False
+        self.reason: str | None = None
+        self._backend = backend
+        self._handle = None
+        self._max_clock: int | None = None
+        self._samples: list[Sample] = []
+        self._pids: set[int] = set()
+        self._unknown_floor: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._me = os.getpid()
+        target = nvml_target() if target is None else target
+        try:
+            if self._backend is None:
+                self._backend = PynvmlBackend()
+            self._backend.init()
+        except ImportError:
+            self.reason = "nvidia-ml-py (module pynvml) is not installed"
+            return
+        except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+            self.reason = f"NVML unavailable (nvmlInit failed: no NVIDIA driver?): {exc}"
+            return
+        try:
+            self._handle = self._backend.handle(target)
+        except Exception as exc:  # noqa: BLE001
+            self.reason = f"NVML has no GPU {target!r}: {exc}"
+            return
+        max_clock = getattr(self._backend, "max_sm_clock", None)
+        self._max_clock = max_clock(self._handle) if callable(max_clock) else None
+        self.enabled = True
+
+    def _sample(self) -> None:
+        try:
+            values = dict(self._backend.read(self._handle))
+        except Exception:  # noqa: BLE001 - a failed read is a missing sample, not a flag
+            return
+        mask = values.pop("throttle_mask", None)
+        self._samples.append(Sample(0.0, values, tuple(decode_reasons(mask))))
+
+    def _read_pids(self) -> None:
+        processes = getattr(self._backend, "processes", None)
+        try:
+            pids = processes(self._handle) if callable(processes) else None
+        except Exception:  # noqa: BLE001
+            pids = None
+        self._pids.update(pids or ())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_ms / 1000.0):
+            self._sample()
+
+    def begin(self) -> None:
+        """Start sampling for one trial."""
+        if not self.enabled:
+            return
+        self._samples, self._pids = [], set()
+        self._stop.clear()
+        self._read_pids()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="infertune-noise-guard", daemon=True)
+        self._thread.start()
+
+    def end(self) -> NoiseCheck:
+        """Stop sampling and say what moved the trial's timings (nothing when disabled)."""
+        if not self.enabled or self._thread is None:
+            return NoiseCheck()
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._sample()
+        self._read_pids()
+        return NoiseCheck(tuple(self._other_processes() + self._clock_low() + self._throttled()))
+
+    def _other_processes(self) -> list[str]:
+        owners = {pid: _is_own(pid, self._me) for pid in self._pids}
+        foreign = sorted(pid for pid, own in owners.items() if own is False)
+        unknown = sum(own is None for own in owners.values())
+        if self._unknown_floor is None or unknown < self._unknown_floor:
+            self._unknown_floor = unknown
+        extra = unknown - self._unknown_floor
+        if foreign:
+            return [f"other processes on the GPU: pid {', '.join(map(str, foreign))}"]
+        if extra > 0:
+            return [f"{extra} more process(es) on the GPU than at the first trial"]
+        return []
+
+    def _clock_low(self) -> list[str]:
+        busy = [s.values["sm_clock_mhz"] for s in self._samples
+                if s.values.get("sm_clock_mhz") is not None and "gpu idle" not in s.reasons]
+        if not self._max_clock or not busy:
+            return []
+        clock = statistics.median(busy)
+        if clock < (1.0 - CLOCK_LOW_FRACTION) * self._max_clock:
+            return [f"SM clock {clock:.0f} MHz, more than {CLOCK_LOW_FRACTION:.0%} below its "
+                    f"{self._max_clock:.0f} MHz maximum"]
+        return []
+
+    def _throttled(self) -> list[str]:
+        seen = [name for name in dict.fromkeys(r for s in self._samples for r in s.reasons) if name in THROTTLING]
+        return [f"throttled: {', '.join(seen)}"] if seen else []
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.end()
+        shutdown = getattr(self._backend, "shutdown", None)
+        if self.enabled and callable(shutdown):
+            shutdown()
+        self.enabled = False

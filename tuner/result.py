@@ -63,7 +63,13 @@ class TuneResult:
     abandoned: int = 0             # trials of dead tuners this invocation failed and enqueued again
     default_kept: bool = False     # no searched config beat the default re-timed beside it: the default won
     warm_started: int = 0          # configs from --warm-start enqueued as the first trials
+    # One per race contender (tuner/race.py Contender.to_dict: rounds, intervals, verdict).
     retimed: list[dict[str, Any]] = field(default_factory=list)
+    race: dict[str, Any] = field(default_factory=dict)   # RaceResult.to_dict(); empty without a race
+    # The noise guard (profilers.nvml.NoiseGuard): on or off (and why); measurements flagged,
+    # re-measurements made, measurements kept still flagged (the bound was reached).
+    noise: dict[str, Any] = field(default_factory=lambda: {"guard": False, "reason": None, "flagged": 0,
+                                                           "remeasured": 0, "still_flagged": 0, "examples": []})
     interrupted: bool = False
     interpreter: bool = False
     # Every config run in the study, in run order: {"trial", "config", "state", "median_ms",
@@ -100,7 +106,7 @@ class TuneResult:
             "rejected_invalid": self.rejected_invalid, "answered_from_study": self.answered_from_study,
             "taken_elsewhere": self.taken_elsewhere, "abandoned": self.abandoned, "default_kept": self.default_kept,
             "warm_started": self.warm_started,
-            "retimed": self.retimed, "interrupted": self.interrupted, "interpreter": self.interpreter,
+            "retimed": self.retimed, "race": self.race, "noise": self.noise, "interrupted": self.interrupted, "interpreter": self.interpreter,
             "history": self.history,
         }
 
@@ -121,6 +127,10 @@ def to_record(spec: KernelSpec, result: TuneResult, device: DeviceInfo) -> Tunin
         interpreter=result.interpreter, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"sampler": result.sampler, "seed": result.seed, "trials_to_best": result.trials_to_best,
                "study": result.study_name, "default_kept": result.default_kept,
+               # The winner's 95% interval (tuner/race.py: over its race rounds) and the guard's count.
+               **({"ci_ms": [result.best.ci_low_ms, result.best.ci_high_ms]}
+                  if result.best.ci_low_ms is not None and result.best.ci_high_ms is not None else {}),
+               "noise": {"flagged": result.noise["flagged"], "remeasured": result.noise["remeasured"]},
                # What device matching compares when the name differs (an OEM-renamed card); a GPU's only.
                **({"device": hardware_of(device)} if cls.capability != "cpu" else {})},
     )

@@ -25,10 +25,16 @@ proposal goes through one handler (`_Search.propose`):
   proposals are gathered in batches and compiled in parallel before they are timed.
 
 The heuristic default is the first config of a new study (it counts as a trial), the torch
-baseline is timed once per run, and the best `retime_top` configs are re-timed together
-with the default, interleaved over `retime_rounds` rounds, before the winner is chosen: a
-noisy lucky measurement does not win, and the winner is never slower than the default
-measured beside it (the default is kept instead, `default_kept`).
+baseline is timed once per run, and the winner is chosen by a race (tuner/race.py): the best
+`retime_top` configs and the default are re-timed interleaved, round after round, until the
+winner's interval separates from every other's or the race's budget ends; a near-tie goes
+to the default (`default_kept`), else to the lower spread. A noisy lucky measurement does not
+win, and the winner is never slower than the default beyond noise.
+
+On a GPU a noise guard (profilers.nvml.NoiseGuard) samples NVML around every measurement: one
+taken while another process used the GPU, the SM clock sat below its maximum or a throttle
+reason was set is flagged and measured again (at most `noise_remeasure` times); the result
+counts them (`TuneResult.noise`).
 """
 
 from __future__ import annotations
@@ -47,13 +53,16 @@ from sqlalchemy import exc as sa_exc
 
 from kernels.device import DeviceInfo
 from kernels.spec import Config, KernelSpec, Problem
+from profilers.nvml import NoiseGuard
 from profilers.timing import Timing
 
 from . import outcome as oc
 from .keys import device_class
 from .location import sqlalchemy_url
+from .noise import OffGuard, guarded, new_tally, open_guard
 from .outcome import Outcome
 from .owner import Heartbeat, Owner, claim
+from .race import Contender, RaceBudget, race
 from .result import Progress, TuneResult, to_record
 from .samplers import RETRY_ATTR, make_sampler
 from .space import Space
@@ -100,9 +109,14 @@ class SearchOptions:
     timeout_s: wall-clock budget of this search, None for none, counted from when its worker
         and compile pool are up (start-up and the torch baseline are not in it); a running
         trial is cut when it runs out (the evaluator is told what is left);
-    retime_top, retime_rounds: the best `retime_top` configs and the default are timed again,
-        interleaved (forward, then backward, ...) over `retime_rounds` rounds; each keeps its
-        fastest round. 0 re-times nothing (the study's best wins);
+    retime_top: the best `retime_top` configs and the default race (tuner/race.py): timed
+        again, interleaved (forward, then backward, ...), round after round; 0 races nothing
+        (the study's best wins);
+    retime_min_rounds, retime_rounds, retime_seconds: the race's budget: no contender drops
+        out before `retime_min_rounds` rounds, at most `retime_rounds` rounds, and no round
+        starts after `retime_seconds` (None: no time budget);
+    noise_guard, noise_remeasure: on a GPU, sample NVML around each measurement and measure
+        a flagged one again, at most `noise_remeasure` times (profilers.nvml.NoiseGuard);
     warm_start: configs known to be good elsewhere (another GPU, another bucket; see
         tuner/warm_start.py), enqueued as the first trials after the default; one invalid for
         this problem or already measured is skipped;
@@ -121,7 +135,13 @@ class SearchOptions:
     timeout_s: float | None = None
     early_stop_factor: float = 3.0
     retime_top: int = 3
-    retime_rounds: int = 2
+    # 4 rounds at most: two forward-backward pairs. A separated race stops after the first
+    # pair, as the fixed two-round re-timing did; a near-tie costs twice that.
+    retime_rounds: int = 4
+    retime_min_rounds: int = 2
+    retime_seconds: float | None = None
+    noise_guard: bool = True
+    noise_remeasure: int = 2
     max_idle: int = 20
     running_stale_s: float = 3600.0
     heartbeat_s: float = 10.0
@@ -180,7 +200,7 @@ def _best_ms(measured: dict[Config, optuna.trial.FrozenTrial]) -> float | None:
 
 def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Evaluator, *, storage: str | None,
          options: SearchOptions = SearchOptions(), on_trial: Callable[[Progress], None] | None = None,
-         compile_pool: CompilePool | None = None) -> TuneResult:
+         compile_pool: CompilePool | None = None, guard: NoiseGuard | None = None) -> TuneResult:
     """Search the configs of `spec` for `problem` on `device`, continuing the stored study.
 
     Args:
@@ -191,6 +211,8 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
         on_trial: called after every config that ran.
         compile_pool: a tuner.precompile.CompilePool to use (the caller closes it); else one
             is made from the evaluator when `options.compile_workers` > 0.
+        guard: the noise guard to use (the caller closes it); else one is opened on a GPU
+            when `options.noise_guard` (off, with the reason, on the CPU or without NVML).
 
     Returns the TuneResult; on Ctrl-C the result of what was measured, `interrupted` set.
     Raises NoValidConfig, samplers.UnknownSampler.
@@ -207,6 +229,8 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
     default = spec.heuristic(problem, device)
     result.default_config = default
     search = _Search(study, space, evaluator, options, result, on_trial, default)
+    search.guard, own_guard = open_guard(options.noise_guard, device, guard)
+    result.noise = new_tally(search.guard)
     # A study in memory is this process's alone: nobody to tell that its trials are alive.
     heartbeat = Heartbeat(options.heartbeat_s) if storage is not None else None
     search.heartbeat = heartbeat
@@ -244,7 +268,7 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             search.step()
         search.shared.refresh()  # what other processes measured meanwhile is part of the result
         if options.retime_top > 0 and options.retime_rounds > 0:
-            search.retime()
+            search.race()
     except KeyboardInterrupt:
         result.interrupted = True  # the trials asked and not told are marked by `step`
     finally:
@@ -252,6 +276,8 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             heartbeat.stop()
         if own_pool:
             pool.close()
+        if own_guard:
+            search.guard.close()
     result.abandoned = search.shared.abandoned
     _summarize(result, search.measured, default)
     return result
@@ -296,6 +322,7 @@ class _Search:
         random.Random(options.seed).shuffle(self.fallback)
         self.pool: CompilePool | None = None
         self.heartbeat: Heartbeat | None = None
+        self.guard: NoiseGuard | OffGuard = OffGuard("off")
         self.start = time.monotonic()
         self.failures = 0
         self.idle = 0
@@ -411,9 +438,14 @@ class _Search:
         """Evaluate `config` (or take `given`, a failed compile) and tell its trial."""
         best = _best_ms(self.measured)
         stop_above = best * self.options.early_stop_factor if best is not None else None
-        outcome = given if given is not None else self.evaluator.evaluate(config, stop_above,
-                                                                          timeout_s=_non_negative(self.time_left()))
+        noise: list[str] = []
+        if given is not None:
+            outcome = given
+        else:
+            outcome, noise = self.measure(config, stop_above, budgeted=True)
         attrs = _attrs(outcome, len(self.measured) + 1)
+        if noise:
+            attrs["noise"] = noise
         state, value = _state_value(outcome)
         self.measured[config] = _tell_run(self.study, trial, config, self.distributions, value, state, attrs)
         self.result.trials_run += 1
@@ -426,40 +458,43 @@ class _Search:
                                    outcome=outcome))
         return outcome
 
-    # -- re-timing ---------------------------------------------------------------------
-    def retime(self) -> None:
-        """Time the best `retime_top` configs and the default again, interleaved (forward,
-        then backward, ...) over `retime_rounds` rounds so that each meets the same
-        conditions (a loaded machine); each keeps its fastest round. A config that fails a
-        round is out."""
+    def measure(self, config: Config, stop_above: float | None = None, *,
+                budgeted: bool = False) -> tuple[Outcome, list[str]]:
+        """Evaluate `config` under the noise guard (tuner/noise.py: a flagged timing is
+        measured again, at most `noise_remeasure` times). `budgeted`: the run's time budget
+        bounds each attempt. Returns the outcome and what the guard said of it."""
+        def evaluate() -> Outcome:
+            left = _non_negative(self.time_left()) if budgeted else None
+            return self.evaluator.evaluate(config, stop_above, timeout_s=left)
+
+        def out_of_time() -> bool:
+            left = self.time_left()
+            return budgeted and left is not None and left <= 0
+
+        return guarded(evaluate, self.guard, self.options.noise_remeasure, self.result.noise, str(config),
+                       out_of_time)
+
+    # -- the race among the best --------------------------------------------------------
+    def race(self) -> None:
+        """Race the best `retime_top` configs and the default (tuner/race.py); the verdicts
+        go to `result.retimed`, the race's summary to `result.race`."""
         ranked = sorted((t for t in self.measured.values() if t.state == TrialState.COMPLETE and t.value is not None),
                         key=lambda t: t.value)[:self.options.retime_top]
         if not ranked:
             return
-        study_ms = {Space.config_of(t.params): t.value for t in ranked}
-        order = list(study_ms)
+        contenders = [Contender(Space.config_of(t.params), study_ms=t.value) for t in ranked]
         default_trial = self.measured.get(self.default)
-        if self.default not in study_ms and self.space.reject_reason(self.default) is None and (
+        if all(c.config != self.default for c in contenders) and self.space.reject_reason(self.default) is None and (
                 default_trial is None or default_trial.state != TrialState.FAIL):
-            order.append(self.default)
-            study_ms[self.default] = default_trial.value if default_trial is not None else None
-        rounds: dict[Config, list[Timing]] = {c: [] for c in order}
-        failed: dict[Config, str] = {}
-        for r in range(self.options.retime_rounds):
-            for config in (order if r % 2 == 0 else order[::-1]):
-                if config in failed:
-                    continue
-                outcome = self.evaluator.evaluate(config, None)
-                if outcome.ok and outcome.timing is not None:
-                    rounds[config].append(outcome.timing)
-                else:
-                    failed[config] = outcome.reason or outcome.status
-        for config in order:
-            best = min(rounds[config], key=lambda t: t.median_ms) if rounds[config] and config not in failed else None
-            self.result.retimed.append({
-                "config": dict(config), "study_ms": study_ms[config], "default": config == self.default,
-                "retimed": best.to_dict() if best else None, "rounds_ms": [t.median_ms for t in rounds[config]],
-                "failure": failed.get(config)})
+            contenders.append(Contender(self.default, study_ms=default_trial.value if default_trial else None))
+        for c in contenders:
+            c.default = c.config == self.default
+        options = self.options
+        budget = RaceBudget(min(options.retime_min_rounds, options.retime_rounds), options.retime_rounds,
+                            options.retime_seconds)
+        outcome = race(contenders, lambda config: self.measure(config)[0], budget)
+        self.result.retimed = [c.to_dict() for c in contenders]
+        self.result.race = outcome.to_dict()
 
 
 def _non_negative(left: float | None) -> float | None:
@@ -509,7 +544,8 @@ def _summarize(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTri
     result.history = sorted(
         ({"trial": t.user_attrs.get(RUN_INDEX), "config": dict(Space.config_of(t.params)),
           "state": states.get(t.state, str(t.state)), "median_ms": t.value,
-          "kind": t.user_attrs.get("kind"), "reason": t.user_attrs.get("reason")} for t in measured.values()),
+          "kind": t.user_attrs.get("kind"), "reason": t.user_attrs.get("reason"),
+          "noise": t.user_attrs.get("noise")} for t in measured.values()),
         key=lambda h: (h["trial"] is None, h["trial"] or 0))
     kinds = Counter(t.user_attrs.get("kind") for t in measured.values() if t.state == TrialState.FAIL)
     result.failures = dict(sorted(kinds.items()))
@@ -522,13 +558,15 @@ def _summarize(result: TuneResult, measured: dict[Config, optuna.trial.FrozenTri
             result.default_failure = default_trial.user_attrs.get("reason")
         else:
             result.default = _timing_of(default_trial)
-    # Winner: the re-timed candidate with the lowest re-timed median, the default on a tie (a
-    # searched config must beat it to be stored); without re-timing, the study's best.
-    retimed = [(Timing(**r["retimed"]), Config(r["config"])) for r in result.retimed if r["retimed"]]
-    if retimed:
-        best_timing, best_config = min(retimed, key=lambda pair: (pair[0].median_ms, pair[1] != default))
+    # Winner: the race's (tuner/race.py: the default wins a near-tie); without a race, or when
+    # every contender failed in it, the study's best.
+    winner = result.race.get("winner")
+    if winner is not None:
+        timings = {Config(r["config"]): Timing(**r["retimed"]) for r in result.retimed if r["retimed"]}
+        best_config = Config(winner)
+        best_timing = timings[best_config]
         # The default compared on the same footing: re-timed beside the winner.
-        result.default = next((t for t, c in retimed if c == default), result.default)
+        result.default = timings.get(default, result.default)
     else:
         complete = [t for t in measured.values() if t.state == TrialState.COMPLETE and t.value is not None]
         if not complete:
