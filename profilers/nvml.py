@@ -376,8 +376,9 @@ class NoiseGuard:
     returns a NoiseCheck. `enabled` is False with `reason` where NVML is missing or fails;
     begin/end then do nothing and end() says nothing was seen.
 
-    Flags: another compute process on the GPU (a pid that is neither this process nor one
-    it started; where /proc cannot see NVML's pids, more such pids than at the first trial),
+    Flags: another compute process on the GPU at the trial's end (a pid that is neither this
+    process nor one it started; where /proc cannot see NVML's pids, more such pids than at
+    the first trial),
     the busy GPU's median SM clock more than CLOCK_LOW_FRACTION below its maximum, and any
     throttling reason (THROTTLING). Samples every `interval_ms` on a thread, plus one at each
     end, so even a short trial has two.
@@ -426,12 +427,14 @@ class NoiseGuard:
         self._samples.append(Sample(0.0, values, tuple(decode_reasons(mask))))
 
     def _read_pids(self) -> None:
+        # Read once, at the trial's end: a pid read at its start may be a worker replaced
+        # since (gone, so not placeable in /proc), which would read as another process.
         processes = getattr(self._backend, "processes", None)
         try:
             pids = processes(self._handle) if callable(processes) else None
         except Exception:  # noqa: BLE001
             pids = None
-        self._pids.update(pids or ())
+        self._pids = set(pids or ())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_ms / 1000.0):
@@ -443,7 +446,6 @@ class NoiseGuard:
             return
         self._samples, self._pids = [], set()
         self._stop.clear()
-        self._read_pids()
         self._sample()
         self._thread = threading.Thread(target=self._run, name="infertune-noise-guard", daemon=True)
         self._thread.start()
