@@ -187,3 +187,52 @@ def test_known_names_include_the_issue_list():
                  "rtx 4090"):
         assert device_for(name) is not None, name
     assert A100.capability == device_for("a100").info.capability
+
+
+# -- autotune --confirm-transferred ----------------------------------------------------------------
+TINY = {"M": 5, "N": 33, "K": 17}
+
+
+def test_confirm_transferred_measures_and_replaces(tmp_path, monkeypatch, capsys):
+    """End to end on this machine: an H100 record transferred here (`--to this`), then
+    `autotune --confirm-transferred` runs a tiny search seeded with it: the transferred config
+    is the trial right after the default, and the measured winner replaces the transferred
+    record (lookup no longer marks it)."""
+    here = current_device()
+    problem = MATMUL.problem(TINY, "fp16")
+    default = MATMUL.heuristic(problem, here)
+    config = next(c for c in MATMUL.valid_configs(problem, here)
+                  if c != default and MATMUL.reject_reason(c, problem, H100) is None)
+    path = str(tmp_path / "confirm.db")
+    with open_database(path) as database:
+        database.put(make_record(shape=TINY, device=H100, config=dict(config), median_ms=0.002))
+        assert len(transfer(database, H100_NAME, here).copied) == 1
+        assert database.lookup(MATMUL, problem, here).marks == ("transferred",)
+    for name, value in (("INFERTUNE_WARMUP_MS", "0"), ("INFERTUNE_REP_MS", "0"), ("INFERTUNE_MIN_REPS_CPU", "2")):
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    # --retime 0: the study's timings decide (the re-timing race is tests/test_race.py's).
+    code, stdout, err = run_main(capsys, "autotune", "--confirm-transferred", "matmul", "--trials", "3", "--retime",
+                                 "0", "--db", path, "--out", str(out), "--json")
+    assert code in (0, None), err
+    data = json.loads(stdout)
+    (row,) = data["rows"]
+    assert row["transferred_config"] == dict(config) and row["transferred_ms"] is not None, row
+    assert data["records_written"] == 1 and row["verdict"]
+    run = json.loads((out / "run.json").read_text())
+    history = run["tuning"][-1]["history"]
+    assert [h["config"] for h in history[:2]] == [dict(default), dict(config)]
+    with open_database(path) as database:
+        (stored,) = [r for r in database.records() if r.device_name == device_class_name(here)]
+        assert not is_transferred(stored) and stored.extra["replaced_transfer"]["config"] == dict(config)
+        assert stored.config == row["chosen_config"]
+        assert database.lookup(MATMUL, problem, here).marks == ()
+    # Nothing left to confirm: says so, exit 0.
+    code, stdout, _ = run_main(capsys, "autotune", "--confirm-transferred", "--db", path, "--json")
+    assert code in (0, None) and json.loads(stdout)["rows"] == []
+
+
+def device_class_name(device) -> str:
+    from tuner.keys import device_class  # noqa: PLC0415
+
+    return device_class(device).name
