@@ -192,3 +192,36 @@ def test_the_race_overrules_a_lucky_search_measurement_and_the_interval_is_store
     assert record.median_ms == result.best.median_ms
     d = result.to_dict()
     assert d["race"]["verdict"].startswith("won") and {r["verdict"] for r in d["retimed"]} >= {result.race["verdict"]}
+
+
+def test_the_report_shows_the_race_verdicts_and_the_noise_guard_and_the_schema_takes_them(seed):
+    import types
+
+    import jsonschema
+
+    from reports.document import Note, Section, Table
+    from reports.runfile import schema
+    from reports.trust_section import trust_section
+
+    evaluator = NoisySearch(seed)
+    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+                  options=SearchOptions(trials=len(VALID), sampler="grid", seed=3, retime_top=3, early_stop_factor=1e9))
+    entry = result.to_dict()
+    defs = schema()["$defs"]
+    jsonschema.Draft202012Validator({"$ref": "#/$defs/tuning_entry", "$defs": defs}).validate(entry)
+    run = types.SimpleNamespace(label="run-a", data={"tuning": [entry]})
+    sec = trust_section([run], Section, Table, Note)
+    race_table = next(b for b in sec.blocks if isinstance(b, Table))
+    assert f"{result.race['rounds']} rounds, separated" in race_table.title
+    assert [row[-1] for row in race_table.rows] == [r["verdict"] for r in result.retimed]
+    assert len(race_table.rows) == 3 and race_table.rows[-1][0].endswith("(default)")  # the default is third
+    winner_row = next(row for row in race_table.rows if row[-1].startswith("won"))
+    assert winner_row[0].startswith(", ".join(f"{k}={v}" for k, v in evaluator.true_best.items()))
+    notes = [b.text for b in sec.blocks if isinstance(b, Note)]
+    assert any("noise guard off: not a GPU" in n for n in notes)  # the CPU: the guard says why it is off
+    entry["noise"] = {"guard": True, "reason": None, "flagged": 3, "remeasured": 4, "still_flagged": 1,
+                      "examples": ["BLOCK=16: throttled: sw power cap"]}
+    sec = trust_section([run], Section, Table, Note)
+    noise_table = [b for b in sec.blocks if isinstance(b, Table)][-1]
+    assert noise_table.rows[0][1:4] == ["3", "4", "1"] and "sw power cap" in noise_table.rows[0][4]
+    assert trust_section([types.SimpleNamespace(label="x", data={"tuning": []})], Section, Table, Note) is None

@@ -101,7 +101,7 @@ class Contender:
                 "rounds_ms": [t.median_ms for t in self.rounds],
                 "round_intervals_ms": [list(t.interval) for t in self.rounds],
                 "interval_ms": list(pooled.interval) if pooled else None,
-                "spread": self.spread if self.rounds else None, "dropped_in_round": self.dropped_in,
+                "spread": self.spread if self.rounds and math.isfinite(self.spread) else None, "dropped_in_round": self.dropped_in,
                 "verdict": self.verdict, "failure": self.failure}
 
 
