@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from . import compare
 from .load import INSIDE, MISSING, Run, artifact
+from .trust_section import trust_section
 
 INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
                        "Triton's CPU interpreter): they are CPU wall clock and say nothing about GPU speed.")
@@ -512,7 +513,8 @@ def _artifacts(runs: list[Run], base: Path | None) -> Section:
 def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
     """The report of `runs` (the first is the comparison's reference). Links are relative to
     `link_base` (the report's folder) when given."""
-    sections = [_environment(runs), _comparison(runs), _kernels(runs), _tuning(runs), _models(runs),
+    sections = [_environment(runs), _comparison(runs), _kernels(runs), _tuning(runs),
+                trust_section(runs, Section, Table, Note), _models(runs),
                 _telemetry(runs), _profilers(runs), _artifacts(runs, link_base)]
     title = "infertune report: " + ", ".join(r.label for r in runs)
     return Document(title, runs, [s for s in sections if s is not None])
