@@ -1,5 +1,6 @@
-"""The final re-timing: the default is timed again beside the best configs, interleaved, and
-the stored winner is never slower than it (the default is kept, and marked, instead)."""
+"""The final race: the default is timed again beside the best configs, interleaved, and the
+stored winner is never slower than it beyond noise (the default is kept, and marked, instead).
+The race's statistics on noisy timings: tests/test_race.py."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def test_a_winner_slower_than_the_default_at_the_re_timing_is_not_stored():
     evaluator = Loaded(n, load=40.4, default_ms=22.6)
     result = _search(evaluator)
     assert result.best_config == DEFAULT and result.default_kept
+    assert result.race["stopped"] == "separated" and result.race["rounds"] == 2
+    assert result.race["verdict"].startswith("won: its interval separated")
     assert result.best.median_ms == result.default.median_ms == 22.6
     assert result.speedup_over_default == 1.0
     record = to_record(SPEC, result, CPU)
@@ -86,6 +89,9 @@ def test_the_default_is_re_timed_interleaved_with_the_top_configs():
     assert result.default.median_ms == 22.6  # the default measured beside the winner, not in the search
     assert result.speedup_over_default == 22.6 / 2.0
     assert [r["default"] for r in result.retimed] == [False, False, False, True]
+    assert [r["rounds"] for r in result.retimed] == [2, 2, 2, 2]
+    assert [r["verdict"].split(":")[0] for r in result.retimed] == ["won", "beaten in round 2", "beaten in round 2",
+                                                                    "beaten in round 2"]
     record = to_record(SPEC, result, CPU)
     assert record.config == dict(LUCKY) and record.extra["default_kept"] is False and record.default_ms == 22.6
 
@@ -100,3 +106,19 @@ def test_without_re_timing_the_default_winning_the_study_is_marked_kept():
     result = tune(SPEC, PROBLEM, CPU, DefaultFastest(n, 1.0, 0.5), storage=None,
                   options=SearchOptions(trials=n, sampler="grid", seed=3, retime_top=0))
     assert result.best_config == DEFAULT and result.default_kept and not result.retimed
+
+
+def test_a_searched_config_tied_with_the_default_in_the_race_leaves_the_default_kept():
+    """Loaded so that LUCKY measures exactly the default's 5 ms: no interval separates them, the
+    race runs its whole budget and the default wins the near-tie."""
+    n = len(VALID)
+    evaluator = Loaded(n, load=5.0, default_ms=5.0)
+    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+                  options=SearchOptions(trials=n, sampler="grid", seed=3, retime_top=3, retime_rounds=3,
+                                        early_stop_factor=1e9))
+    assert result.race["stopped"] == "rounds" and result.race["rounds"] == 3
+    assert result.best_config == DEFAULT and result.default_kept
+    by_config = {Config(r["config"]): r for r in result.retimed}
+    assert "default kept on a near-tie" in by_config[DEFAULT]["verdict"]
+    assert by_config[LUCKY]["verdict"].startswith("near-tie") and by_config[LUCKY]["rounds"] == 3
+    assert evaluator.calls.count(LUCKY) == 1 + 3
