@@ -306,6 +306,7 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
                          "prefill_seconds": result.prefill_seconds, "decode_seconds": result.decode_seconds,
                          "weight_bytes": int(loaded.model.nbytes), "peak_memory_bytes": peak,
                          "config_sources": report.summary.get("by_source") if report.summary else None,
+                         "config_marks": report.summary.get("marks_by_source") if report.summary else None,
                          "quality": q, "window": [started, time.perf_counter()]})
         del loaded
     return rows, notes
@@ -342,6 +343,7 @@ def _profile_encoder(loaded, device: DeviceInfo, *, batches: list[int], seq: int
                      "weight_bytes": _encoder_bytes(loaded.model),
                      "peak_memory_bytes": peak,
                      "config_sources": report.summary.get("by_source") if report.summary else None,
+                     "config_marks": report.summary.get("marks_by_source") if report.summary else None,
                      "quality": None, "window": [started, time.perf_counter()]})
     return rows
 

@@ -13,7 +13,7 @@ counts them (a test holds the list and the model to each other: it stays 0).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import kernels as kernel_library
 from kernels.config_source import ConfigSource, Resolution
@@ -45,11 +45,44 @@ class LaunchConfigs:
         return found
 
     def summary(self) -> dict[str, object]:
-        """Counts by source ("database", "nearest", "heuristic") and one row per launch."""
+        """Counts by source ("database", "bucket", "nearest", "heuristic"), the marks of the
+        records behind them per source ({"database": {"confirmed": 7, "unconfirmed": 2}}:
+        end-to-end confirmation, transfer from another GPU), and one row per launch."""
+        marks: dict[str, Counter] = {}
+        for r in self.table.values():
+            for mark in _marks(r):
+                marks.setdefault(r.source, Counter())[mark] += 1
         return {
             "by_source": dict(Counter(r.source for r in self.table.values())),
+            "marks_by_source": {source: dict(counts) for source, counts in marks.items()},
             "unplanned": len(self.unplanned),
             "launches": [{"kernel": name, "problem": kernel_library.get(name).shape_key(problem),
-                          "source": r.source, "config": str(r.config), "detail": r.detail}
+                          "source": r.source, "marks": list(_marks(r)), "config": str(r.config), "detail": r.detail}
                          for (name, problem), r in self.table.items()],
         }
+
+
+def _marks(resolution: Resolution) -> tuple[str, ...]:
+    return tuple(getattr(resolution, "marks", ()))  # a source of another library may give none
+
+
+SOURCE_ORDER = ("database", "bucket", "nearest", "heuristic", "caller")
+MARK_ORDER = ("confirmed", "unconfirmed", "transferred")
+
+
+def _ranked(names: Iterable[str], order: tuple[str, ...]) -> list[str]:
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def sources_text(by_source: Mapping[str, int] | None, marks_by_source: Mapping[str, Mapping[str, int]] | None = None) -> str:
+    """"9 database (7 confirmed, 2 unconfirmed), 8 heuristic": the counts of a summary's
+    `by_source`, each with the marks of its records; "-" for none. Pure."""
+    if not by_source:
+        return "-"
+    marks_by_source = marks_by_source or {}
+    parts = []
+    for source in _ranked(by_source, SOURCE_ORDER):
+        marks = marks_by_source.get(source) or {}
+        shown = ", ".join(f"{marks[m]} {m}" for m in _ranked(marks, MARK_ORDER))
+        parts.append(f"{by_source[source]} {source}" + (f" ({shown})" if shown else ""))
+    return ", ".join(parts)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 import kernels as kernel_library
 from kernels.device import current_device
+from runtime.configs import sources_text
 
 from ..environment import collect_environment
 from ..errors import UsageError
@@ -217,11 +218,11 @@ def _model_table(run: dict[str, Any]) -> None:
             vs = r["embeddings_per_s"] / b["embeddings_per_s"] if b and b.get("embeddings_per_s") else None
             table.add_row(r["variant"], str(r["batch"]), f"{r['prefill_tokens_per_s']:,.1f}",
                           f"{r['embeddings_per_s']:,.1f}", f"{vs:.2f}x" if vs else "-", f"{r['weight_bytes'] / 2**20:,.1f}",
-                          ", ".join(f"{k} {v}" for k, v in (r.get("config_sources") or {}).items()) or "-")
+                          sources_text(r.get("config_sources"), r.get("config_marks")))
             continue
         vs = r["decode_tokens_per_s"] / b["decode_tokens_per_s"] if b and b["decode_tokens_per_s"] else None
         q = r.get("quality") or {}
-        sources = ", ".join(f"{k} {v}" for k, v in (r.get("config_sources") or {}).items()) or "-"
+        sources = sources_text(r.get("config_sources"), r.get("config_marks"))
         table.add_row(r["variant"], str(r["batch"]), f"{r['prefill_tokens_per_s']:,.1f}",
                       f"{r['decode_tokens_per_s']:,.1f}", f"{r['ms_per_token']:.2f}" if r["ms_per_token"] else "-",
                       f"{vs:.2f}x" if vs else "-", f"{r['weight_bytes'] / 2**20:,.1f}",
