@@ -156,14 +156,14 @@ def transfer(database: Database, from_device: str, to_device: DeviceInfo, kernel
         except KernelError as exc:  # validate_record lets no such fresh record in; kept as a reason all the same
             report.rejected.append((r, str(exc)))
             continue
-        reason = spec.unsupported_reason(problem, to_device) or spec.reject_reason(Config(r.config), problem, to_device)
-        if reason:
-            report.rejected.append((r, reason))
-            continue
         copy = _copy(r, to_device, stamp)
         existing = here.get(record_key(copy))
         if existing is not None and not is_transferred(existing):
-            report.measured.append(r)
+            report.measured.append(r)  # whether or not the target could run the config
+            continue
+        reason = spec.unsupported_reason(problem, to_device) or spec.reject_reason(Config(r.config), problem, to_device)
+        if reason:
+            report.rejected.append((r, reason))
         elif existing is not None and existing.median_ms <= copy.median_ms:
             report.already.append(r)  # the database keeps the faster of two transferred records
         else:
