@@ -9,7 +9,13 @@ import random
 
 import pytest
 
-from tuner.traffic import BucketPlan, choose_buckets, expected_latency, fixed_buckets, pow2_uppers
+from tuner.traffic import (
+    BucketPlan,
+    choose_buckets,
+    expected_latency,
+    fixed_buckets,
+    pow2_uppers,
+)
 
 
 def brute_force(histogram, latency, buckets):
@@ -21,7 +27,7 @@ def brute_force(histogram, latency, buckets):
         for cuts in itertools.combinations(range(1, len(ms)), k - 1):
             bounds = [0, *cuts, len(ms)]
             cost = 0.0
-            for a, b in zip(bounds, bounds[1:]):
+            for a, b in itertools.pairwise(bounds):
                 cost += min(sum(histogram[m] * latency[m].get(c, math.inf) for m in ms[a:b]) for c in configs)
             best = min(best, cost / total)
     return best

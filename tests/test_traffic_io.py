@@ -9,7 +9,13 @@ import random
 
 import pytest
 
-from tuner.traffic_io import FORMAT, TrafficError, batch_passes, parse_traffic, read_traffic
+from tuner.traffic_io import (
+    FORMAT,
+    TrafficError,
+    batch_passes,
+    parse_traffic,
+    read_traffic,
+)
 
 
 def test_histogram_forms_agree(tmp_path):

@@ -9,11 +9,19 @@ last bucket (as `tuner.traffic.BucketPlan.bucket_of`).
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .record import MAX_CONFIG_VALUE, MAX_DIM, MAX_EXTRA_CHARS, InvalidRecord, TuningRecord, check_record
+from .record import (
+    MAX_CONFIG_VALUE,
+    MAX_DIM,
+    MAX_EXTRA_CHARS,
+    InvalidRecord,
+    TuningRecord,
+    check_record,
+)
 
 # A map with more buckets than this is not a bucket map any more: the fine M buckets of
 # tuner.keys number 25 up to 4096; 64 leaves room and keeps a stored row small.
@@ -103,11 +111,13 @@ class BucketMap:
             raise InvalidBucketMap(f"a bucket map needs 1 to {MAX_BUCKETS} buckets, got {n}")
         for upper in self.uppers:
             if not _is_int(upper) or not 1 <= upper <= MAX_DIM:
-                raise InvalidBucketMap(f"bucket upper bound must be an integer from 1 to {MAX_DIM}, got {_short(upper)}")
-        if any(b <= a for a, b in zip(self.uppers, self.uppers[1:])):
+                raise InvalidBucketMap(f"bucket upper bound must be an integer from 1 to {MAX_DIM}, "
+                                       f"got {_short(upper)}")
+        if any(b <= a for a, b in itertools.pairwise(self.uppers)):
             raise InvalidBucketMap(f"bucket upper bounds must increase strictly, got {_short(list(self.uppers))}")
         if len(self.configs) != n:
-            raise InvalidBucketMap(f"a bucket map needs one config per bucket: {n} buckets, {len(self.configs)} configs")
+            raise InvalidBucketMap(f"a bucket map needs one config per bucket: {n} buckets, "
+                                   f"{len(self.configs)} configs")
         for config in self.configs:
             if not isinstance(config, dict) or not config:
                 raise InvalidBucketMap(f"a bucket config must be a non-empty object, got {_short(config)}")

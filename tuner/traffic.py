@@ -18,6 +18,7 @@ Wired up by infertune/traffic_autotune.py; stored as a tuner.bucket_map.BucketMa
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ def fixed_buckets(histogram: Mapping[int, float], latency: Mapping[int, Mapping[
     the last go to the last bucket) and, for each bucket, the config with the least
     count-weighted latency over its Ms (ties to the first met). A bucket that no M with
     traffic falls in is dropped. Raises ValueError as choose_buckets does."""
-    if not uppers or any(b <= a for a, b in zip(uppers, uppers[1:])):
+    if not uppers or any(b <= a for a, b in itertools.pairwise(uppers)):
         raise ValueError(f"bucket upper bounds must be non-empty and increasing, got {list(uppers)}")
     ms = sorted(m for m, count in histogram.items() if count > 0)
     if not ms or any(count < 0 for count in histogram.values()):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,7 @@ def _integer(text: str, what: str, where: str, low: int, high: int) -> int:
 def _json_integer(value: Any, what: str, where: str, low: int, high: int) -> int:
     if isinstance(value, str):  # "13": 40 keys are strings; a count written "40" is accepted the same way
         return _integer(value, what, where, low, high)
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         raise TrafficError(f"{where}: {what} is NaN")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise TrafficError(f"{where}: {what} is negative ({value})")
