@@ -481,8 +481,8 @@ class NoiseGuard:
             return []
         clock = statistics.median(busy)
         if clock < (1.0 - CLOCK_LOW_FRACTION) * self._max_clock:
-            return [f"SM clock {clock:.0f} MHz, more than {CLOCK_LOW_FRACTION:.0%} below its "
-                    f"{self._max_clock:.0f} MHz maximum"]
+            return [(f"SM clock {clock:.0f} MHz, more than {CLOCK_LOW_FRACTION:.0%} below its "
+                     f"{self._max_clock:.0f} MHz maximum")]
         return []
 
     def _throttled(self) -> list[str]:

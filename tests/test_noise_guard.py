@@ -13,7 +13,6 @@ import time
 import pytest
 
 from kernels.spec import Config
-from profilers import nvml
 from profilers.nvml import CLOCK_LOW_FRACTION, NoiseGuard
 from profilers.timing import Timing
 from tuner.outcome import Outcome
@@ -159,7 +158,7 @@ class ThrottledSometimes:
 
 
 def _tune(evaluator, guard, **options):
-    opts = dict(trials=len(VALID), sampler="grid", seed=3, retime_top=2, early_stop_factor=1e9)
+    opts = {"trials": len(VALID), "sampler": "grid", "seed": 3, "retime_top": 2, "early_stop_factor": 1e9}
     opts.update(options)
     return tune(SPEC, PROBLEM, CPU, evaluator, storage=None, options=SearchOptions(**opts), guard=guard)
 

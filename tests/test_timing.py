@@ -5,8 +5,16 @@ import time
 import pytest
 import torch
 
-from profilers.timing import (MAX_LEAD_S, Timing, bootstrap_ci, host_lead_s, host_overhead, measure, quantile,
-                              repetitions)
+from profilers.timing import (
+    MAX_LEAD_S,
+    Timing,
+    bootstrap_ci,
+    host_lead_s,
+    host_overhead,
+    measure,
+    quantile,
+    repetitions,
+)
 
 
 def test_quantile_matches_torch(seed):

@@ -14,7 +14,13 @@ from kernels.device import DeviceInfo
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing
 
-from .keys import hardware_of, device_class, kernel_source_hash, problem_bucket, quant_of
+from .keys import (
+    device_class,
+    hardware_of,
+    kernel_source_hash,
+    problem_bucket,
+    quant_of,
+)
 from .outcome import Outcome
 from .record import TuningRecord
 
