@@ -420,6 +420,18 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
                       f"{r.rejected_invalid} invalid proposals rejected before compiling")
         if r.default_failure:
             console.print(f"[red]the default config failed: {r.default_failure}[/]")
+        if r.race:
+            console.print(f"race: {r.race['rounds']} round(s), {r.race['stopped']}: {r.race['verdict'] or '-'}")
+        if r.noise.get("guard"):
+            console.print(f"noise guard: {r.noise['flagged']} flagged, {r.noise['remeasured']} re-measured, "
+                          f"{r.noise['still_flagged']} kept flagged")
+    guard_off = next((r.noise.get("reason") for r in results if not r.noise.get("guard") and r.noise.get("reason")),
+                     None)
+    if guard_off:
+        console.print(f"noise guard {guard_off}")
+    elif model is not None and any(r.noise.get("flagged") for r in results):
+        flagged = sum(r.noise.get("flagged", 0) for r in results)
+        console.print(f"noise guard: {flagged} measurement(s) flagged and re-measured across the problems")
     if note:
         console.print(f"[yellow]{note}[/]")
     elif written is None:
