@@ -211,12 +211,11 @@ class WorkerMeasurer:
     are timed over two interleaved rounds (forward, then backward; each keeps its fastest),
     so a config is not favoured by when it ran; on the interpreter once (CPU time is slow)."""
 
-    def __init__(self, device: DeviceInfo, settings: Any, *, seed: int, trial_timeout_s: float,
-                 compile_workers: int = 0) -> None:
+    def __init__(self, device: DeviceInfo, settings: Any, *, seed: int, trial_timeout_s: float) -> None:
         from tuner.worker import Worker
 
         self.device, self.settings, self.seed = device, settings, seed
-        self.trial_timeout_s, self.compile_workers = trial_timeout_s, compile_workers
+        self.trial_timeout_s = trial_timeout_s
         self.rounds = 2 if device.kind == "cuda" and not device.interpreter else 1
         self.worker = Worker()
 
@@ -235,8 +234,7 @@ class WorkerMeasurer:
         policy = timing_policy(self.settings, self.device)
         evaluator = WorkerEvaluator(spec.name, problem, seed=self.seed, policy=policy,
                                     trial_timeout_s=self.trial_timeout_s)
-        evaluator.worker.close()  # the shared worker serves every problem (its own was never started)
-        evaluator.worker = self.worker
+        evaluator.worker = self.worker  # one process for every problem (its own starts on first use: never)
         best = [math.inf] * len(configs)
         order = list(range(len(configs)))
         for r in range(self.rounds):
@@ -410,6 +408,8 @@ def tune_group(group: Group, *, buckets: int, device: DeviceInfo, measurer: Meas
         result, record = measurer.search(spec, problem, options=opts, storage=storage,
                                          on_trial=(lambda p, m=m: on_trial(m, p)) if on_trial else None)
         results.append(result)
+        if result.interrupted:  # Ctrl-C inside the search: its study keeps what it measured
+            raise KeyboardInterrupt
         if record is not None:
             records.append(record)
         complete = sorted((h for h in result.history if h["state"] == "complete" and h["median_ms"] is not None),

@@ -40,9 +40,11 @@ from .common import console, fmt_ms, path_text, print_json
 WIDTH = 80  # the table fits a default terminal
 
 
-def make_measurer(device: DeviceInfo, settings: Settings, *, seed: int, trial_timeout: float, compile_workers: int):
-    """Where timings come from: the isolated worker (tests replace this with a planted table)."""
-    return WorkerMeasurer(device, settings, seed=seed, trial_timeout_s=trial_timeout, compile_workers=compile_workers)
+def make_measurer(device: DeviceInfo, settings: Settings, *, seed: int, trial_timeout: float):
+    """Where timings come from: the isolated worker (tests replace this with a planted table).
+    The searches compile ahead with --compile-workers (SearchOptions); the timings at every M
+    run in this one worker."""
+    return WorkerMeasurer(device, settings, seed=seed, trial_timeout_s=trial_timeout)
 
 
 def tune_traffic(*, model: str, kernel: str | None, traffic: str, buckets: int, max_batch: int | None, gen: int,
@@ -73,8 +75,7 @@ def tune_traffic(*, model: str, kernel: str | None, traffic: str, buckets: int, 
                             compile_workers=compile_workers)
     if device.interpreter and not json_output:
         status.print(f"[yellow]warning: {INTERPRETER_NOTE}; the buckets are chosen on CPU timings.[/]")
-    measurer = make_measurer(device, settings, seed=seed, trial_timeout=trial_timeout,
-                             compile_workers=compile_workers)
+    measurer = make_measurer(device, settings, seed=seed, trial_timeout=trial_timeout)
 
     def on_group(i: int, n: int, group: Group) -> None:
         if not json_output:
