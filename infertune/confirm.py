@@ -44,6 +44,7 @@ import kernels as kernel_library
 from kernels.config_source import ConfigSource, HeuristicSource, Resolution
 from kernels.device import DeviceInfo
 from kernels.errors import KernelError
+from kernels.scheme_names import canonical_scheme
 from kernels.spec import Config, KernelSpec, Problem
 from runtime.configs import LaunchConfigs
 from runtime.errors import ModelError
@@ -222,6 +223,7 @@ def confirm_records(model: str, records: Sequence[TuningRecord], *, db: str | No
     if isinstance(rounds, bool) or (rounds is not None and (not isinstance(rounds, int) or rounds < 2)):
         raise UsageError(f"confirmation needs at least 2 rounds; got {rounds!r}")
     rounds = rounds or (ROUNDS_CPU if device.interpreter else ROUNDS_GPU)
+    quant = None if quant in (None, "none") else canonical_scheme(quant)  # "w4g128" names "int4-g128"
     settings = settings or Settings.from_env()
     config = _model_config(model)
     try:

@@ -214,3 +214,15 @@ def test_bad_input(tmp_path):
 def test_encoder_steps():
     steps = model_steps(get_preset("minilm-l6").config, batches=[1, 2], seq=8, gen=5, dtype="fp32", quant=None)
     assert [s.name for s in steps] == ["forward b=1 s=8", "forward b=2 s=8"] and all(s.weight == 1 for s in steps)
+
+
+def test_quant_alias_names_the_scheme(seed):
+    shape = {"M": 1, "N": 960, "K": 576}
+    spec = kernels.get("matmul_w4a16")
+    problem = spec.problem(shape, "fp16", {"quant": "int4-g128"})
+    record = make_record("matmul_w4a16", shape, "fp16", {"quant": "int4-g128"}, device=current_device(),
+                         config=dict(next(c for c in spec.sample_configs(problem, current_device(), 4, seed)
+                                          if c != spec.heuristic(problem, current_device()))))
+    report = confirm_records(MODEL, [record], db=None, device=current_device(), seed=seed, rounds=2,
+                             step_timer=Planted({}, seed), **{**SIZES, "dtype": "fp16", "quant": "w4g128"})
+    assert report.results[0].steps == ("decode b=1",)
