@@ -1,7 +1,8 @@
 """The sampler contract every search strategy passes, driven through the search with a
 synthetic evaluator (no kernel runs): only valid configs are evaluated, each at most once;
 the same seed gives the same configs; invalid proposals do not use the trial budget; `grid`
-covers every valid config exactly once."""
+covers every valid config exactly once; `grid` and `lfbo` make no invalid proposal. lfbo's own
+behaviour (learning from failures, resuming) is tested in tests/test_lfbo.py."""
 
 from __future__ import annotations
 
@@ -88,6 +89,14 @@ def test_grid_covers_every_valid_config_exactly_once_without_rejections():
     evaluator, result = _search("grid", seed=0, trials=10_000)
     assert sorted(map(str, evaluator.evaluated)) == sorted(map(str, space.valid_configs))
     assert result.rejected_invalid == 0 and result.answered_from_study == 0
+
+
+@pytest.mark.parametrize("sampler", ["grid", "lfbo"])
+def test_samplers_that_choose_among_valid_configs_make_no_invalid_proposal(sampler):
+    # lfbo past its warm-up of 8: the classifier picks, still among the valid configs only.
+    evaluator, result = _search(sampler, seed=2, trials=30)
+    assert result.rejected_invalid == 0 and result.answered_from_study == 0
+    assert len(set(evaluator.evaluated)) == 30
 
 
 def test_invalid_proposals_are_rejected_before_running_and_not_counted():

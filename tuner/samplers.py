@@ -8,10 +8,14 @@ Optuna sampler proposing configs of a `tuner.space.Space`.
 - `qmc`: a Halton sequence over the parameter axes with a seeded random shift
   (Cranley-Patterson rotation); written here because Optuna's QMCSampler needs scipy and
   samples categorical parameters at random.
+- `lfbo`: a classifier of "is this config in the top decile?" fitted on every finished
+  trial of the study, failures (compile error, out of resources, timeout, wrong result) and
+  early stops as negatives, proposing the unmeasured valid config it scores best
+  (tuner/lfbo.py; in the spirit of Helion's LFBO search).
 
 The contract every sampler passes (tests/test_tuner_samplers.py): driven by the search, only
 valid configs are evaluated; the same seed gives the same configs; `grid` covers every valid
-config exactly once.
+config exactly once; `grid` and `lfbo` propose only valid configs (no proposal is rejected).
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import abc
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import optuna
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from kernels.spec import Config
 
+from . import outcome as oc
+from .lfbo import Lfbo, Observation
 from .space import Space
 
-SAMPLERS = ("tpe", "random", "grid", "qmc")
+SAMPLERS = ("tpe", "random", "grid", "qmc", "lfbo")
 
 # A trial the search marks with this user attribute was cut short (Ctrl-C) and is not a result.
 RETRY_ATTR = "retry"
@@ -51,11 +58,22 @@ def make_sampler(name: str, seed: int, space: Space) -> BaseSampler:
         return ValidGridSampler(space, seed)
     if name == "qmc":
         return HaltonSampler(space, seed)
+    if name == "lfbo":
+        return LfboSampler(space, seed)
     raise UnknownSampler(f"unknown sampler {name!r}; known samplers: {', '.join(SAMPLERS)}")
 
 
 def is_exhaustive(sampler: BaseSampler) -> bool:
     return isinstance(sampler, ValidGridSampler)
+
+
+def _config_of_trial(t: FrozenTrial) -> Config | None:
+    """The config a trial is about: its params, else what a config sampler or an enqueue
+    chose for it before its params were set (another process's trial mid-ask, a queued one)."""
+    if t.params:
+        return Space.config_of(t.params)
+    chosen = t.system_attrs.get(_ConfigSampler._ATTR) or t.system_attrs.get("fixed_params")
+    return Space.config_of(chosen) if chosen else None
 
 
 class _ConfigSampler(BaseSampler):
@@ -149,3 +167,51 @@ class HaltonSampler(_ConfigSampler):
             axis = self._space.axes[name]
             values[name] = axis[min(int(u * len(axis)), len(axis) - 1)]
         return Config(values)
+
+
+_STATUS = {TrialState.COMPLETE: oc.OK, TrialState.PRUNED: oc.EARLY_STOPPED, TrialState.FAIL: oc.FAILED}
+
+
+class LfboSampler(_ConfigSampler):
+    """Learns from every finished trial of the study (tuner/lfbo.py), whoever ran it and in
+    whichever invocation: a resumed or shared study starts from all it holds. Not learnt
+    from: proposals rejected as invalid (`kind=invalid`: never among the valid configs this
+    sampler scores, and a TPE process sharing the study can make hundreds of them), and
+    trials marked RETRY_ATTR (interrupted, abandoned, taken elsewhere: not results). A trial
+    answered from the study repeats its config's first trial and adds nothing. Configs
+    RUNNING or queued are not proposed again."""
+
+    def __init__(self, space: Space, seed: int) -> None:
+        super().__init__(space, seed)
+        self.lfbo = Lfbo(space.valid_configs, space.axes)
+
+    def observations(self, study: optuna.Study, current: int) -> tuple[list[Observation], set[Config]]:
+        """(one Observation per measured config, in trial order; the configs running or queued)."""
+        seen: dict[Config, Observation] = {}
+        busy: set[Config] = set()
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            if t.number == current:
+                continue
+            config = _config_of_trial(t)
+            if config is None:
+                continue
+            if not t.state.is_finished():
+                busy.add(config)
+                continue
+            kind = t.user_attrs.get("kind")
+            if t.user_attrs.get(RETRY_ATTR) or kind == oc.INVALID or config in seen:
+                continue
+            status = _STATUS.get(t.state)
+            if status is None:
+                continue
+            ms = t.value if status == oc.OK else None
+            seen[config] = Observation(config, status if status != oc.OK or ms is not None else oc.FAILED, ms, kind)
+        return list(seen.values()), busy
+
+    def _choose(self, study, trial):
+        observations, busy = self.observations(study, trial.number)
+        # One stream per (seed, trial number): a resumed study proposes what an uninterrupted one would.
+        rng = np.random.default_rng([self._seed, trial.number])
+        chosen = self.lfbo.propose(observations, busy, rng)
+        # Every valid config measured or running: repeat one; the search answers it from the study.
+        return chosen if chosen is not None else self._space.valid_configs[0]
