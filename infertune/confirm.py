@@ -251,11 +251,10 @@ def confirm_records(model: str, records: Sequence[TuningRecord], *, db: str | No
             results[n] = verdict
         else:
             launched_by[n] = where
-    candidates = _candidates(steps, launched_by)  # step index -> [(label, source)]
-    for i, cands in candidates.items():
-        sources = {label: _prepared(Overlay(inner, [records[n] for n in members]), steps[i], device)
-                   for label, members in cands}
-        candidates[i] = [(label, members, sources[label]) for label, members in cands]
+    # step index -> [(label, record indices, its prepared source)], each source resolved once
+    candidates = {i: [(label, members, _prepared(Overlay(inner, [records[n] for n in members]), steps[i], device))
+                      for label, members in cands]
+                  for i, cands in _candidates(steps, launched_by).items()}
     times = _run_rounds(steps, old, candidates, rounds, step_timer)
 
     rng = random.Random(seed)
@@ -268,8 +267,7 @@ def confirm_records(model: str, records: Sequence[TuningRecord], *, db: str | No
         ratio, ci = bootstrap_ratio(a, b, rng)
         headline.append(StepResult(steps[i].name, len(cands[-1][1]), _mean(a) / steps[i].weight,
                                    _mean(b) / steps[i].weight, ratio, ci))
-    device_text = device.label
-    return ConfirmReport(model, device_text, device.interpreter, rounds, seed,
+    return ConfirmReport(model, device.label, device.interpreter, rounds, seed,
                          [results[n] for n in range(len(records))], headline, notes)
 
 
