@@ -221,3 +221,33 @@ def test_a_renamed_card_is_identified_by_its_numbers():
     liar = dataclasses.replace(device_for("l4").info, name="NVIDIA H100 80GB HBM3")
     assert identify(liar)[0].name == "nvidia-l4"
     assert normalize_device_name(found.info.name) == found.name
+
+
+# -- the figure -------------------------------------------------------------------------------------
+def test_bench_warm_start_smoke(tmp_path):
+    from bench import warm_start as bench_warm_start  # noqa: PLC0415
+
+    assert bench_warm_start.main(["--smoke", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [s["name"] for s in data["scenarios"]] == ["new GPU", "new shape"]
+    for s in data["scenarios"]:
+        assert set(s["summary"]) == {"plain", "warm"} and len(s["runs"]["warm"]) == len(data["seeds"])
+        assert s["warm_configs"] and s["default_over_best"] > 1
+        for mode in ("plain", "warm"):
+            cell = s["summary"][mode]["3%"]
+            assert cell["p10"] <= cell["median"] <= cell["p90"] <= data["budget"] + 1
+    # Correlated but not identical GPUs.
+    assert 0.5 < data["rank_correlation"] < 1.0
+    assert "warm start" in (tmp_path / "results.md").read_text()
+
+
+def test_synthetic_gpus_differ_in_their_best_config():
+    from bench.warm_start import profiles, synthetic_recording  # noqa: PLC0415
+
+    source, target = profiles(0)
+    p = problem(16, n=64, k=64)
+    a = synthetic_recording(MATMUL, p, device_for("a100").info, source, "s")
+    b = synthetic_recording(MATMUL, p, device_for("h100").info, target, "s")
+    best_a = min(a.outcomes, key=lambda c: a.outcomes[c].timing.median_ms)
+    best_b = min(b.outcomes, key=lambda c: b.outcomes[c].timing.median_ms)
+    assert best_a != best_b and b.outcomes[best_a].timing.median_ms < 1.5 * b.best_ms
