@@ -225,3 +225,12 @@ def test_the_report_shows_the_race_verdicts_and_the_noise_guard_and_the_schema_t
     noise_table = [b for b in sec.blocks if isinstance(b, Table)][-1]
     assert noise_table.rows[0][1:4] == ["3", "4", "1"] and "sw power cap" in noise_table.rows[0][4]
     assert trust_section([types.SimpleNamespace(label="x", data={"tuning": []})], Section, Table, Note) is None
+
+
+def test_round_interval_never_goes_below_zero():
+    # Two rounds far apart (seen on the interpreter: 13.6 and 35.1 ms) would give a negative low end.
+    from tuner.race import round_interval
+
+    rounds = [Timing(m, m, m, m, m, 3, "wall-clock", False, True, m * 0.9, m * 1.1) for m in (13.6, 35.1)]
+    low, high = round_interval(rounds)
+    assert low == 0.0 and high > 35.1

@@ -126,14 +126,16 @@ def t975(df: int) -> float:
 
 def round_interval(rounds: list[Timing]) -> tuple[float, float]:
     """95% interval of the mean of >= 2 rounds' medians: mean +- t * sd / sqrt(k), at least
-    as wide as the rounds' own intervals (their mean half-width). Pure."""
+    as wide as the rounds' own intervals (their mean half-width), its low end at least 0. Pure."""
     medians = [t.median_ms for t in rounds]
     k = len(medians)
     mean = statistics.fmean(medians)
     half = t975(k - 1) * statistics.stdev(medians) / math.sqrt(k)
     own = statistics.fmean((t.interval[1] - t.interval[0]) / 2 for t in rounds)
     half = max(half, own)
-    return mean - half, mean + half
+    # A time is never negative: two noisy rounds on the interpreter (13.6 and 35.1 ms) gave
+    # mean - half = -10.9 ms, which the database refuses as a ci_ms.
+    return max(mean - half, 0.0), mean + half
 
 
 def _alive(contenders: list[Contender]) -> list[Contender]:
