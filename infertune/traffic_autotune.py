@@ -45,6 +45,7 @@ from tuner.bucket_map import BucketMap
 from tuner.keys import (
     bucketed_dim,
     device_class,
+    hardware_of,
     kernel_source_hash,
     m_bucket,
     problem_family,
@@ -446,6 +447,8 @@ def bucket_map_of(result: GroupResult, device: DeviceInfo, buckets: int) -> Buck
              "expected_ms_per_launch": {name: result.plans[name].per_launch_ms for name in PLANS},
              "pow2_buckets": len(result.plans["pow2"].uppers or ()), "candidates": len(result.candidates),
              "interpreter": device.interpreter}
+    if cls.capability != "cpu":  # what device matching compares for a renamed card, as records do
+        extra["device"] = hardware_of(device)
     made = BucketMap(kernel=g.kernel, device_name=cls.name, capability=cls.capability, family=g.family,
                      source_hash=kernel_source_hash(g.spec), triton_version=triton.__version__,
                      uppers=tuple(plan.uppers or ()), configs=tuple(dict(c) for c in plan.configs or ()),

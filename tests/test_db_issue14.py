@@ -177,3 +177,13 @@ def test_a_file_from_before_bucket_maps_reads_and_upgrades(tmp_path):
     with open_database(str(path)) as database:  # a writer adds the table
         database.put_bucket_map(_map([8], [_config(16, 0)]))
         assert len(database.bucket_maps()) == 1
+
+
+def test_a_renamed_card_finds_a_bucket_map_by_its_hardware(db):
+    seed = random.randrange(1 << 16)
+    small, large = _config(16, seed), _config(16, seed + 1)
+    db.put_bucket_map(_map([8], [small], device=hardware_of(H100)))
+    db.put_bucket_map(_map([8], [large], device_name="nvidia-a100-sxm4-80gb", device=hardware_of(A100)))
+    got = _ask(db, 5, RENAMED)
+    assert (got.source, dict(got.config)) == ("bucket", small)
+    assert "matched nvidia-h100-80gb-hbm3" in got.detail
