@@ -83,6 +83,23 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
                  "--quant", "int4-g128", "--dtype", "bf16", "--variants", "torch,default,tuned", "--db", db, "--ncu",
                  "--out", "{work}/runs/ncu-w4a16", "--json", stdout="ncu-matmul_w4a16.json"),
         )),
+        # Issue 14 on the short tune: the M=2048 prefill shapes warm-started from the records
+        # above (another bucket, same device: the export folder), then a model tune whose
+        # records are confirmed end to end (decode under a CUDA graph, prefill at 128).
+        Step("warm-start", "M=2048 tune warm-started from the short tune's export", 90, (
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", *_shapes((2048, n, k) for n, k in TUNE_NK),
+                 "--warm-start", "{work}/tuned", *tune_common, "--out", "{work}/runs/tune-warm",
+                 stdout="tune-warm.json"),
+        )),
+        Step("confirm", "model tune confirmed end to end: llama-3.2-1b (synthetic) and MiniLM", 240, (
+            _cmd("{py}", "-m", "bench.device.models", "unpack", "{models}"),
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--model", "llama-3.2-1b", "--batch", "1",
+                 "--prompt-len", "128", "--gen", "32", "--confirm", "--trials", "6", "--timeout", "6", "--db", db,
+                 "--json", "--out", "{work}/runs/confirm-llama", stdout="confirm-llama.json"),
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--model", "minilm-l6", "--batch", "8",
+                 "--prompt-len", "128", "--confirm", "--trials", "6", "--timeout", "6", "--db", db, "--json",
+                 "--out", "{work}/runs/confirm-minilm", stdout="confirm-minilm.json"),
+        )),
     ]
 
 
@@ -122,5 +139,15 @@ def smoke_steps() -> list[Step]:
             _cmd("{py}", "-m", "infertune", "profile", "kernel", "matmul_w4a16", "--shape", "1x32x64",
                  "--quant", "int4-g32", "--dtype", "fp16", "--variants", "torch,default", "--ncu",
                  "--out", "{work}/runs/ncu-w4a16", "--json", stdout="ncu-matmul_w4a16.json"),
+        )),
+        Step("warm-start", "a tune warm-started from the short tune's export", 120, (
+            _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--shape", "9x32x16", "--warm-start",
+                 "{work}/tuned", *tune_common, "--out", "{work}/runs/tune-warm", stdout="tune-warm.json"),
+        )),
+        Step("confirm", "a model tune confirmed end to end (MiniLM, tiny, CPU)", 300, (
+            _cmd("{py}", "-m", "bench.device.models", "unpack", "{models}"),
+            _cmd("{py}", "-m", "infertune", "autotune", "layernorm", "--model", "minilm-l6", "--batch", "1",
+                 "--prompt-len", "8", "--confirm", "--dtype", "fp16", "--trials", "3", "--timeout", "20", "--db", db,
+                 "--json", "--out", "{work}/runs/confirm-minilm", stdout="confirm-minilm.json"),
         )),
     ]

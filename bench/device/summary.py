@@ -162,6 +162,31 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _warm(data: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """Per problem of the warm-started tune: configs enqueued, the trial that found the best,
+    tuned vs default."""
+    if not data:
+        return None
+    rows = []
+    for r in data.get("results", []):
+        default, best = (r.get("default") or {}).get("median_ms"), (r.get("best") or {}).get("median_ms")
+        rows.append({"kernel": r["kernel"], "problem": r["problem"], "warm_started": r.get("warm_started", 0),
+                     "trials": r.get("trials_run"), "trials_to_best": r.get("trials_to_best"),
+                     "tuned_over_default": default / best if default and best else None})
+    return rows
+
+
+def _confirm(work: Path) -> dict[str, Any]:
+    """Per model of the confirm step: verdict counts and the all-records step ratios."""
+    out = {}
+    for path in sorted(work.glob("confirm-*.json")):
+        c = (_load(path) or {}).get("confirmation")
+        if c:
+            out[path.stem.removeprefix("confirm-")] = {"counts": c["counts"], "steps": c["steps"],
+                                                       "rounds": c["rounds"], "interpreter": c["interpreter"]}
+    return out
+
+
 def summarize(work: Path) -> dict[str, Any]:
     """{"data": figures and goals, "markdown": the table} of the kit run in `work`."""
     work = Path(work)
@@ -174,6 +199,7 @@ def summarize(work: Path) -> dict[str, Any]:
         "gpu_tests": _junit(work / "gpu-tests.xml"), "kernels": _kernels(_load(work / "kernels/results.json")),
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
+        "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
     }
     figures["goals"] = goals(figures)
     return {"data": figures, "markdown": markdown(figures)}
@@ -235,6 +261,19 @@ def markdown(f: dict[str, Any]) -> str:
         lines += ["", "| autotune command | problems | trials | wall s | s per trial |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {i['kernel']} | {i['problems']} | {i['trials']} | {_x(i['wall_s'], 1)} | "
                   f"{_x(i['s_per_trial'])} |" for i in tune["invocations"]]
+    warm = f.get("warm_start")
+    if warm:
+        lines += ["", "## Warm start (from the short tune's export)", "",
+                  "| kernel | problem | warm configs | trials | to best | tuned / default |", "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['kernel']} | {r['problem'].replace('|', ' ')} | {r['warm_started']} | {r['trials']} | "
+                  f"{r['trials_to_best'] or '-'} | {_x(r['tuned_over_default'])}x |" for r in warm]
+    for name, c in (f.get("confirm") or {}).items():
+        counts = ", ".join(f"{n} {v}" for v, n in c["counts"].items())
+        lines += ["", f"## End-to-end confirmation: {name}", "", f"{c['rounds']} rounds; records: {counts}.", ""]
+        if c["steps"]:
+            lines += ["| step | records | old ms | new ms | new / old | 95% interval |", "|---|---:|---:|---:|---:|---|"]
+            lines += [f"| {st['name']} | {st['records']} | {_x(st['old_ms'], 4)} | {_x(st['new_ms'], 4)} | "
+                      f"{_x(st['ratio'], 3)} | {_x(st['ci'][0], 3)}-{_x(st['ci'][1], 3)} |" for st in c["steps"]]
     for name, n in (f.get("ncu") or {}).items():
         if not n:
             continue
