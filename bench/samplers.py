@@ -44,8 +44,15 @@ import kernels
 from bench.common import geomean
 from infertune.jsonio import dumps
 from profilers.timing import quantile
+from tuner.replay import (
+    THRESHOLDS,
+    Recording,
+    ReplayError,
+    ReplayEvaluator,
+    load,
+    trials_to_within,
+)
 from tuner.samplers import SAMPLERS as KNOWN
-from tuner.replay import THRESHOLDS, Recording, ReplayError, ReplayEvaluator, load, trials_to_within
 from tuner.search import SearchOptions, tune
 from tuner.space import Space
 from tuner.synthetic import SHAPES, failure_share, matmul_recording
@@ -100,8 +107,7 @@ def spread(counts: list[int | None], budget: int) -> dict[str, Any]:
     def q(p: float) -> float | None:
         ordered = sorted(values)
         pos = p * (len(ordered) - 1)
-        lo, hi = ordered[math.floor(pos)], ordered[math.ceil(pos)]
-        if math.isinf(hi):
+        if math.isinf(ordered[math.ceil(pos)]):
             return None
         return quantile(values, p)
 
@@ -166,17 +172,18 @@ def markdown(data: dict[str, Any]) -> str:
              f"Date {data['date'][:10]}; seeds {data['seeds'][0]}..{data['seeds'][-1]} per sampler; "
              f"budget {data['trials']} trials per search (at most the valid configs); optuna {data['optuna']}."
              + (f" **{SMOKE_NOTE}.**" if data["smoke"] else ""), "",
-             "Trials to come within 1%, 3% and 5% of the recording's best: median (p10-p90) over the seeds, "
-             "'>N' where the seeds at that quantile never got there within the budget N; reached: seeds that "
-             "got within 3%; failed: median share of a search's trials that failed (compile, resources, "
-             "timeout, wrong result). Every trial that ran counts, failed ones included.", ""]
+             ("Trials to come within 1%, 3% and 5% of the recording's best: median (p10-p90) over the seeds, "
+              "'>N' where the seeds at that quantile never got there within the budget N; reached: seeds that "
+              "got within 3%; failed: median share of a search's trials that failed (compile, resources, "
+              "timeout, wrong result). Every trial that ran counts, failed ones included."), ""]
     for r in data["recordings"]:
         if "error" in r:
             lines += [f"## {r['name']}", "", r["error"], ""]
             continue
         lines += [f"## {r['name']}", "",
-                  f"{r['kernel']} {r['problem'].replace('|', ' ')} on {r['device']}: {r['valid_configs']} valid configs, "
-                  f"{r['failing_share']:.0%} of them failing; best {r['best_ms']:.4g} ms; budget {r['budget']}.", "",
+                  (f"{r['kernel']} {r['problem'].replace('|', ' ')} on {r['device']}: {r['valid_configs']} valid "
+                   f"configs, {r['failing_share']:.0%} of them failing; best {r['best_ms']:.4g} ms; "
+                   f"budget {r['budget']}."), "",
                   "| sampler | to 1% | to 3% | to 5% | reached 3% | failed |", "|---|---:|---:|---:|---:|---:|"]
         for s, v in r["samplers"].items():
             cells = []
@@ -189,8 +196,9 @@ def markdown(data: dict[str, Any]) -> str:
                          f"{v['failed_share']:.0%} |")
         lines.append("")
     if data["summary"]:
-        lines += ["## Summary", "", "Geometric mean over the recordings of a sampler's median trials over TPE's "
-                  "(below 1: fewer trials than TPE; a median past the budget counts as the budget).", "",
+        lines += ["## Summary", "", ("Geometric mean over the recordings of a sampler's median trials over "
+                                    "TPE's (below 1: fewer trials than TPE; a median past the budget counts as "
+                                    "the budget)."), "",
                   "| sampler | to 1% | to 3% | to 5% |", "|---|---:|---:|---:|"]
         for s, v in data["summary"].items():
             lines.append(f"| {s} / tpe | " + " | ".join("-" if v[k] is None else f"{v[k]:.2f}" for k in v) + " |")

@@ -5,23 +5,35 @@ uninterrupted one does, and what it learns from in a shared study."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
 import numpy as np
 import optuna
 import pytest
+from typer.testing import CliRunner
 
 import kernels
+from infertune.cli import app
 from kernels.spec import Config
 from profilers.timing import Timing
 from tuner import outcome as oc
-from tuner.lfbo import MIN_POSITIVES, WARMUP, Classifier, Encoder, Lfbo, Observation, labels
+from tuner.lfbo import (
+    MIN_POSITIVES,
+    WARMUP,
+    Classifier,
+    Encoder,
+    Lfbo,
+    Observation,
+    labels,
+)
 from tuner.outcome import Outcome
 from tuner.replay import Recording, ReplayEvaluator
 from tuner.samplers import RETRY_ATTR, LfboSampler
 from tuner.search import SearchOptions, tune
 from tuner.space import Space
+from tuner.synthetic import matmul_recording
 
 from .fake_devices import H100
 
@@ -199,3 +211,14 @@ def test_propose_with_few_or_no_free_configs(size):
     seen = [Observation(c, oc.OK, float(i)) for i, c in enumerate(configs[:-1])]
     assert lfbo.propose(seen, set(), rng) == configs[-1]
     assert lfbo.propose(seen, {configs[-1]}, rng) is None
+
+
+def test_tuner_compare_runs_lfbo_from_the_cli(tmp_path):
+    path = tmp_path / "rec.json"
+    matmul_recording(SPEC, (16, 64, 64), seed=2).save(path)
+    result = CliRunner().invoke(app, ["tuner", "compare", "--replay", str(path), "--samplers", "lfbo,tpe",
+                                      "--seeds", "2", "--trials", "15", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {r["sampler"] for r in data["runs"]} == {"lfbo", "tpe"} and set(data["median"]) == {"lfbo", "tpe"}
+    assert all(r["trials"] == 15 for r in data["runs"])

@@ -122,7 +122,7 @@ def matmul_recording(spec: KernelSpec, shape: tuple[int, int, int], *, seed: int
         raise ValueError(f"{spec.name}: no valid config at {M}x{N}x{K}")
     missing = {"BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "SPLIT_K", "num_warps", "num_stages"} - set(configs[0])
     if missing:
-        raise ValueError(f"{spec.name} has no tile parameter {sorted(missing)[0]}")
+        raise ValueError(f"{spec.name} has no tile parameter {min(missing)}")
     rng = random.Random(seed)
     element_bytes = 4 if dtype == "fp32" else 2
     smem_limit = rng.uniform(0.35, 0.55) * (device.smem_per_block or 232448)
