@@ -19,12 +19,12 @@ seeds of the trials needed to come within 3% (and 1%, 5%) of the replay's best; 
 never gets there within the budget counts as budget + 1 (shown as "> budget").
 
 Synthetic replays (until GPU recordings of one problem on two GPUs exist in bench/data/):
-latency = base(M) * exp(sum_i w_i (x_i - x*_i)^2) * exp(q_shared(c) + q_device(c)), with x the
-log2 of each parameter, x* a per-device optimum that moves with M (BLOCK_M follows M) and
-differs between the GPUs by up to half an octave in two parameters, w shared weights
-perturbed by +-20% per GPU, and per-config quirks q (sd 0.08 shared by both GPUs, 0.08 of
-each GPU's own): configs good on one GPU are good on the other, not identical (the rank
-correlation between the GPUs is reported). Writes results.json and results.md under
+latency = base(M) * exp(sum_i w_i (x_i - x*_i)^2) * exp(q), with x the log2 of each
+parameter, x* a per-device optimum that moves with M (BLOCK_M follows M) and differs between
+the GPUs by up to an octave in three parameters, w shared weights perturbed by +-20% per GPU,
+and per-config quirks q (sd 0.08 shared by both GPUs, 0.08 each GPU's own, 0.04 per M):
+configs good on one GPU are good on the other, not identical (the rank correlation between
+the GPUs is reported). Writes results.json and results.md under
 bench/results/warm-start-<device>-<date>/ (or --out).
 """
 
@@ -98,11 +98,11 @@ def _normal(*parts: Any) -> float:
 
 
 def profiles(seed: int) -> tuple[Profile, Profile]:
-    """The source and target GPUs' profiles: the target's optimum moved by up to half an
-    octave in two parameters, weights perturbed by up to 20%."""
-    moved = ("BLOCK_N", "num_stages")
+    """The source and target GPUs' profiles: the target's optimum moved by up to an octave
+    in three parameters, weights perturbed by up to 20%."""
+    moved = ("BLOCK_N", "num_warps", "num_stages")
     source = Profile(SOURCE_GPU, {}, {p: 1.0 for p in WEIGHTS}, f"{seed}-source")
-    target = Profile(TARGET_GPU, {p: (_unit(seed, "shift", p) - 0.5) for p in moved},
+    target = Profile(TARGET_GPU, {p: 2 * (_unit(seed, "shift", p) - 0.5) for p in moved},
                      {p: 0.8 + 0.4 * _unit(seed, "weight", p) for p in WEIGHTS}, f"{seed}-target")
     return source, target
 
@@ -121,7 +121,10 @@ def synthetic_ms(config: Config, m: int, profile: Profile, shared_seed: str) -> 
     """The synthetic latency of `config` at token count `m` on `profile`'s GPU (ms)."""
     target = optimum(m, profile)
     cost = sum(WEIGHTS[p] * profile.weight_scale[p] * (math.log2(config[p]) - target[p]) ** 2 for p in WEIGHTS)
-    quirks = QUIRK_SD * (_normal(shared_seed, m, config) + _normal(profile.quirk_seed, m, config))
+    # A config's quirks (bank conflicts, a bad tail tile) mostly do not depend on M: the
+    # shared and per-GPU parts are per config, plus a smaller part per (config, M).
+    quirks = QUIRK_SD * (_normal(shared_seed, config) + _normal(profile.quirk_seed, config)
+                         + 0.5 * _normal(shared_seed, m, config))
     return 0.01 * (1 + m / 64) * math.exp(cost + quirks)
 
 

@@ -245,7 +245,7 @@ def test_synthetic_gpus_differ_in_their_best_config():
     from bench.warm_start import profiles, synthetic_recording  # noqa: PLC0415
 
     source, target = profiles(0)
-    p = problem(16, n=64, k=64)
+    p = problem(16, n=4096, k=4096)  # the figure's problem (a tiny space has one best for both)
     a = synthetic_recording(MATMUL, p, device_for("a100").info, source, "s")
     b = synthetic_recording(MATMUL, p, device_for("h100").info, target, "s")
     best_a = min(a.outcomes, key=lambda c: a.outcomes[c].timing.median_ms)
