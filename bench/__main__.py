@@ -8,6 +8,10 @@ Parts (each also runs alone as `python -m bench.<part>`):
 - runtime   decode / prefill tokens/s vs transformers and the bandwidth roofline; MiniLM
             embeddings/s vs sentence-transformers (bench/runtime.py)
 - overheads database lookup and NVTX range costs (bench/overheads.py)
+- samplers  lfbo vs TPE vs random on recorded grids and synthetic replays: trials to within
+            1/3/5% of the best over 10 seeds (bench/samplers.py; replays, no GPU needed)
+- warm_start trials to within 1/3/5% of the best with and without warm start, on replays
+            (bench/warm_start.py)
 
 On a GPU every part runs at full size; without one the GPU parts run their `--smoke` sizes
 on the CPU (figures labelled CPU / interpreter: they check the machinery, not the speed).
@@ -24,7 +28,7 @@ import re
 import time
 from pathlib import Path
 
-PARTS = ("kernels", "tuning", "runtime", "overheads")
+PARTS = ("kernels", "tuning", "runtime", "overheads", "samplers", "warm_start")
 
 
 def _run_part(part: str, out: Path, gpu: bool) -> int:
@@ -41,6 +45,14 @@ def _run_part(part: str, out: Path, gpu: bool) -> int:
         from bench import runtime
 
         return runtime.main([*smoke, "--out", str(out)])
+    if part == "samplers":
+        from bench import samplers
+
+        return samplers.main([*smoke, "--out", str(out)])
+    if part == "warm_start":
+        from bench import warm_start
+
+        return warm_start.main([*smoke, "--out", str(out)])
     from bench import overheads
 
     return overheads.main(["--out", str(out)])
