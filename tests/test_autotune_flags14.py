@@ -35,3 +35,42 @@ def test_modes_refuse_the_new_flags_they_do_not_use(args, flag, tmp_path, runs, 
     err = _refused([*args, "--db", str(tmp_path / "t.db")], capsys)
     assert flag in err
     _nothing_written(tmp_path, runs, tmp_path / "t.db")
+
+
+def test_a_warm_start_source_that_cannot_be_read_is_refused_before_any_trial(tmp_path, runs, capsys):  # noqa: F811
+    err = _refused([*KERNEL, "--warm-start", str(tmp_path / "nothing-here.json"), "--db", str(tmp_path / "t.db")],
+                   capsys)
+    assert "warm" in err.lower() or "nothing-here" in err
+
+
+def test_warm_start_enqueues_another_bucket_s_best_config_second(tmp_path, runs, monkeypatch, capsys):  # noqa: F811
+    import json
+    import random
+
+    import kernels
+    from infertune.cli import main
+    from kernels.device import current_device
+    from tuner.database import key_fields, open_database
+    from tuner.record import TuningRecord
+
+    for k, v in {"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "2"}.items():
+        monkeypatch.setenv(k, v)
+    spec, device = kernels.get("matmul"), current_device()
+    other = spec.problem({"M": 64, "N": 32, "K": 32}, "fp16")   # another bucket of the same family
+    asked = spec.problem({"M": 13, "N": 32, "K": 32}, "fp16")
+    default = spec.heuristic(asked, device)
+    good = [c for c in spec.valid_configs(asked, device) if c != default and spec.reject_reason(c, other, device) is None]
+    config = random.Random().choice(good)
+    source = tmp_path / "source.db"
+    with open_database(str(source)) as db:
+        db.put(TuningRecord(**key_fields(spec, other, device), config=dict(config), median_ms=1.0, p10_ms=0.9,
+                            p90_ms=1.1, default_ms=2.0, baseline_ms=None, trials=5, created="2026-11-28T10:00:00+00:00"))
+    with pytest.raises(SystemExit) as exc:
+        main(["autotune", "matmul", "--shape", "13x32x32", "--dtype", "fp16", "--trials", "2", "--retime", "0",
+              "--warm-start", str(source), "--db", str(tmp_path / "new.db"), "--json"])
+    assert exc.value.code in (0, None)
+    data = json.loads(capsys.readouterr().out)
+    (result,) = data["results"]
+    assert result["warm_started"] == 1 and data["warm_start"]
+    trials = sorted(result["history"], key=lambda h: h["trial"])
+    assert trials[0]["config"] == dict(default) and trials[1]["config"] == dict(config)
