@@ -40,7 +40,8 @@ def test_modes_refuse_the_new_flags_they_do_not_use(args, flag, tmp_path, runs, 
 def test_a_warm_start_source_that_cannot_be_read_is_refused_before_any_trial(tmp_path, runs, capsys):  # noqa: F811
     err = _refused([*KERNEL, "--warm-start", str(tmp_path / "nothing-here.json"), "--db", str(tmp_path / "t.db")],
                    capsys)
-    assert "warm" in err.lower() or "nothing-here" in err
+    assert "warm-start source" in err and "nothing-here" in err
+    _nothing_written(tmp_path, runs, tmp_path / "t.db")
 
 
 def test_warm_start_enqueues_another_bucket_s_best_config_second(tmp_path, runs, monkeypatch, capsys):  # noqa: F811

@@ -248,8 +248,9 @@ def autotune(
     save = not no_save and replay is None
     # Every destination is checked (and made) now: a bad one found after the trials would
     # waste them, or send them somewhere the user did not ask for.
-    run_dir = check_destinations(db=db, save=save, storage=storage, out=out, run_dir_name=f"autotune-{model or kernel}")
+    # Read before any destination is made: a source that cannot be read leaves nothing behind.
     warm = _open_warm_source(warm_start, db) if warm_start is not None else None
+    run_dir = check_destinations(db=db, save=save, storage=storage, out=out, run_dir_name=f"autotune-{model or kernel}")
     search = SearchOptions(trials=trials, sampler=sampler, seed=seed, timeout_s=timeout, retime_top=retime,
                            compile_workers=compile_workers)
     if device.interpreter and replay is None:
