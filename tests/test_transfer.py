@@ -236,3 +236,17 @@ def device_class_name(device) -> str:
     from tuner.keys import device_class  # noqa: PLC0415
 
     return device_class(device).name
+
+
+def test_interpreter_records_are_not_transferred_to_a_gpu(tmp_path):
+    from tuner.database import open_database
+    from tuner.transfer import TransferError, transfer
+
+    from .db_records import make_record
+    from .fake_devices import CPU, H100
+
+    with open_database(str(tmp_path / "t.db")) as db:
+        db.put(make_record(device=CPU, shape={"M": 13, "N": 256, "K": 128}))
+        with pytest.raises(TransferError, match="interpreter"):
+            transfer(db, "cpu", H100)
+        assert [r.device_name for r in db.records()] == ["cpu"]

@@ -136,6 +136,9 @@ def transfer(database: Database, from_device: str, to_device: DeviceInfo, kernel
     if not source:
         raise TransferError(f"device {from_device!r} has no records{what} in {shown(database.location)}")
     capabilities = sorted({r.capability for r in source})
+    if capabilities == ["cpu"] and target.capability != "cpu":
+        raise TransferError(f"the records of {from_device} were timed through the Triton interpreter: their configs "
+                            "say nothing about a GPU; transfer the records of a GPU")
     if target.name == from_device and target.capability in capabilities:
         raise TransferError(f"{from_device} is the target device itself: nothing to transfer")
     report = TransferReport(from_device, ",".join(capabilities), target.name, target.capability)

@@ -46,29 +46,57 @@ def show(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """List the stored records, marking stale ones (another kernel source or Triton version)."""
+    """List the stored records per device (stale, transferred, confirmed marked) and the traffic bucket maps."""
     _check_kernel(kernel)
     with _open(db) as database:
         records = database.records(kernel)
+        maps = database.bucket_maps(kernel)
         location = database.location
     if json_output:
         print_json([{**r.to_dict(), "stale": stale_reason(r), "transferred_from": r.extra.get("transferred_from")}
                     for r in records])
         return
-    table = Table(title=escape(f"{len(records)} tuned record(s) in {location}"))
-    for col in ("kernel", "device", "problem", "config", "p50", "vs default", "vs torch", "trials", "origin",
-                "state"):
-        table.add_column(col, overflow="fold", justify="right" if col in ("p50", "vs default", "vs torch",
-                                                                            "trials") else "left")
+    if not records and not maps:
+        console.print(f"no tuned records in {escape(location)}")
+        return
+    # One table per device (its name, capability and hardware in the title) and six columns:
+    # readable at 80 columns, where ten columns folded every cell into 5-letter slices.
+    groups: dict[tuple[str, str], list[TuningRecord]] = {}
     for r in records:
-        stale = stale_reason(r)
-        # Stored text is data, not rich markup ("[/x]" in a stale record's key must not raise).
-        table.add_row(r.kernel, escape(_device_text(r)),
-                      escape(r.problem_key), str(Config(r.config)), fmt_ms(r.median_ms),
-                      _ratio(r.default_ms, r.median_ms), _ratio(r.baseline_ms, r.median_ms), str(r.trials),
-                      _origin(r),
-                      f"[yellow]stale: {escape(stale)}[/]" if stale else ("interpreter" if r.interpreter else "fresh"))
-    console.print(table)
+        groups.setdefault((r.device_name, r.capability), []).append(r)
+    console.print(escape(f"{len(records)} tuned record(s) in {location}"))
+    for rows in groups.values():
+        table = Table(title=escape(f"{_device_text(rows[0])}: {len(rows)} record(s)"))
+        table.add_column("kernel, problem", overflow="fold", min_width=14)
+        table.add_column("config", overflow="fold", min_width=16)
+        table.add_column("p50", justify="right", no_wrap=True)
+        table.add_column("vs dflt", justify="right", no_wrap=True)
+        table.add_column("origin", overflow="fold", min_width=11)
+        for r in rows:
+            # Stored text is data, not rich markup ("[/x]" in a stale record's key must not raise).
+            table.add_row(escape(f"{r.kernel} {_spaced(r.problem_key)}"), escape(_config_text(r.config)),
+                          fmt_ms(r.median_ms), _ratio(r.default_ms, r.median_ms), _origin(r))
+        console.print(table)
+    if maps:
+        table = Table(title=f"{len(maps)} traffic bucket map(s)")
+        table.add_column("kernel", overflow="fold")
+        table.add_column("device", overflow="fold")
+        table.add_column("family", overflow="fold", ratio=2)
+        table.add_column("buckets (M) and configs", overflow="fold", ratio=4)
+        for m in maps:
+            buckets = "; ".join(f"{lo}-{hi}: {_config_text(c)}" for (lo, hi), c in zip(m.ranges(), m.configs))
+            table.add_row(m.kernel, escape(m.device_name), escape(_spaced(m.family)), escape(buckets))
+        console.print(table)
+
+
+def _config_text(config: dict[str, int]) -> str:
+    """"BLOCK_M=32 BLOCK_N=512 num_warps=16": the config's items, wrapping between them."""
+    return " ".join(f"{k}={v}" for k, v in Config(config).items())
+
+
+def _spaced(key: str) -> str:
+    """"M=16,N=4096|bf16" -> "M=16, N=4096 | bf16": break points for a narrow terminal."""
+    return key.replace(",", ", ").replace("|", " | ")
 
 
 def _device_text(r: TuningRecord) -> str:
@@ -81,11 +109,20 @@ def _device_text(r: TuningRecord) -> str:
 
 
 def _origin(r: TuningRecord) -> str:
-    """"measured", or "[magenta]transferred from X[/]" (its times are X's, not this device's)."""
+    """"measured", or "[magenta]transferred from X[/]" (its times are X's, not this device's),
+    then what else a reader must know: stale (why), interpreter, confirmed / unconfirmed."""
     source = r.extra.get("transferred_from")
-    if isinstance(source, str):
-        return f"[magenta]transferred from {escape(source)}[/]"
-    return "measured"
+    parts = [f"[magenta]transferred from {escape(source)}[/]" if isinstance(source, str) else "measured"]
+    stale = stale_reason(r)
+    if stale:
+        parts.append(f"[yellow]stale: {escape(stale)}[/]")
+    if r.interpreter:
+        parts.append("interpreter")
+    if r.extra.get("confirmed") is True:
+        parts.append("confirmed")
+    elif r.extra.get("confirmed") is False:
+        parts.append("[yellow]unconfirmed[/]")
+    return ", ".join(parts)
 
 
 def _ratio(other: float | None, mine: float) -> str:
