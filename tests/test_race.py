@@ -234,3 +234,12 @@ def test_round_interval_never_goes_below_zero():
     rounds = [Timing(m, m, m, m, m, 3, "wall-clock", False, True, m * 0.9, m * 1.1) for m in (13.6, 35.1)]
     low, high = round_interval(rounds)
     assert low == 0.0 and high > 35.1
+
+
+def test_a_pooled_timing_holds_its_median_between_p10_and_p90():
+    # Two far-apart rounds: the mean of the medians lies above the median p90 (seen in bench.tuning --smoke).
+    contender = Contender(Config({"BLOCK": 16}), study_ms=5.0, default=False)
+    contender.rounds = [Timing(m, m * 0.97, m * 1.03, m * 0.95, m, 5, "wall-clock", False, True, m * 0.9, m * 1.1)
+                        for m in (4.0, 17.0)]
+    pooled = contender.pooled()
+    assert pooled.p10_ms <= pooled.median_ms <= pooled.p90_ms
