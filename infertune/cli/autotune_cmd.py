@@ -393,13 +393,6 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
                     "confirmation": confirmation.to_dict() if confirmation is not None else None,
                     "note": INTERPRETER_NOTE if any(r.interpreter for r in results) else None})
         return
-    if warm is not None:
-        console.print(f"warm start: {warm.describe()}; {sum(r.warm_started for r in results)} config(s) enqueued "
-                      "as first trials")
-    if confirmation is not None:
-        from .autotune_confirm import print_confirmation
-
-        print_confirmation(confirmation, json_output)
     if model is not None:
         _model_table(model, results)
     for r in ([] if model is not None else results):
@@ -426,6 +419,13 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
         if r.noise.get("guard"):
             console.print(f"noise guard: {r.noise['flagged']} flagged, {r.noise['remeasured']} re-measured, "
                           f"{r.noise['still_flagged']} kept flagged")
+    if warm is not None:
+        console.print(f"warm start: {warm.describe()}; {sum(r.warm_started for r in results)} config(s) enqueued "
+                      "as first trials")
+    if confirmation is not None:
+        from .autotune_confirm import print_confirmation
+
+        print_confirmation(confirmation, json_output)
     guard_off = next((r.noise.get("reason") for r in results if not r.noise.get("guard") and r.noise.get("reason")),
                      None)
     if guard_off:
@@ -448,14 +448,19 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
 def _model_table(model: str, results: list[TuneResult]) -> None:
     # One row per tuned problem: a model has dozens, a table each would scroll away.
     table = Table(title=f"{model}: {len(results)} kernel problems on {results[0].device if results else '-'}")
-    for col in ("kernel", "problem", "default", "tuned", "vs default", "vs baseline", "trials", "failures"):
-        table.add_column(col, overflow="fold", justify="left" if col in ("kernel", "problem") else "right")
+    # Seven columns, kernel and problem in one: readable at 80 columns.
+    table.add_column("kernel, problem", overflow="fold", min_width=14)
+    for col in ("default", "tuned", "vs dflt", "vs torch", "trials", "fail"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         vs_base = r.baseline.median_ms / r.best.median_ms if r.best and r.baseline else None
-        tuned = _ms(r.best) + (" (default kept)" if r.default_kept else "")
-        table.add_row(r.kernel, r.problem_key, _ms(r.default), tuned, _ratio(r.speedup_over_default),
+        tuned = _ms(r.best) + ("*" if r.default_kept else "")
+        key = r.problem_key.replace(",", ", ").replace("|", " | ")
+        table.add_row(f"{r.kernel} {key}", _ms(r.default), tuned, _ratio(r.speedup_over_default),
                       _ratio(vs_base), f"{r.trials_run}/{r.valid_configs}", str(sum(r.failures.values())))
     console.print(table)
+    if any(r.default_kept for r in results):
+        console.print("* default kept: no searched config beat it when raced")
 
 
 def _ms_p(t) -> str:
