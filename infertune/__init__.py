@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
     elif name == "choose_buckets":
         from tuner.traffic import choose_buckets as found
     elif name == "traffic_autotune":
-        from .traffic_autotune import traffic_autotune as found
+        from .traffic_tuning import traffic_autotune as found
     elif name == "confirm_records":
         from .confirm import confirm_records as found
     elif name == "open_warm_source":

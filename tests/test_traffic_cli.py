@@ -13,7 +13,7 @@ import triton
 
 import kernels
 from infertune.cli import main
-from infertune.traffic_autotune import TableMeasurer
+from infertune.traffic_tuning import TableMeasurer
 from kernels.device import current_device
 from kernels.spec import Config
 from reports import document, html

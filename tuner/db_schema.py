@@ -13,6 +13,7 @@ Schema version 1 (docs/ARCHITECTURE.md, "Tuned config database"):
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import (
@@ -112,6 +113,26 @@ class DatabaseError(Exception):
 
 class DatabaseMissing(DatabaseError):
     """There is no database at the location (and it was opened with create=False)."""
+
+
+def _set_wal(engine: Engine, location: str, attempts: int = 100) -> None:
+    """PRAGMA journal_mode=WAL, retried: changing the journal mode needs the file to itself,
+    and SQLite answers "database is locked" at once (its busy timeout does not apply) while
+    another process is reading the schema; seen when two tuners created one file together."""
+    import random
+    import time
+
+    for attempt in range(attempts):
+        raw = engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise DatabaseError(f"cannot open {shown(location)} ({_first_line(exc)})") from None
+        finally:
+            raw.close()
+        time.sleep(random.uniform(0.01, 0.1))
 
 
 def _is_url(location: str) -> bool:
@@ -233,11 +254,7 @@ def connect(location: str, *, create: bool = True) -> Engine:
         _check_or_create(engine, location, create)
         if path is not None:
             # WAL: readers never block the writer; set only once the file is known to be ours.
-            raw = engine.raw_connection()
-            try:
-                raw.cursor().execute("PRAGMA journal_mode=WAL")
-            finally:
-                raw.close()
+            _set_wal(engine, location)
     except sa_exc.OperationalError as exc:
         # Cannot connect or open (a server down, a bad password, a read-only file): not corrupt.
         engine.dispose()

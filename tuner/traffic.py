@@ -13,7 +13,7 @@ A bucket is written by its upper bound: bucket k holds the Ms in (upper[k-1], up
 M above the last bound belongs to the last bucket. `fixed_buckets` gives the same plan for
 boundaries chosen elsewhere (`pow2_uppers`: the power-of-two buckets of vLLM and SGLang), so
 that the two are compared with the same candidates, only the boundaries differing.
-Wired up by infertune/traffic_autotune.py; stored as a tuner.bucket_map.BucketMap.
+Wired up by infertune/traffic_tuning.py; stored as a tuner.bucket_map.BucketMap.
 """
 
 from __future__ import annotations

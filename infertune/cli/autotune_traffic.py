@@ -1,5 +1,5 @@
 """`infertune autotune --model NAME --traffic FILE --buckets N [--max-batch N]`: traffic-aware M
-buckets for a built-in model (infertune/traffic_autotune.py), stored as bucket maps, with a
+buckets for a built-in model (infertune/traffic_tuning.py), stored as bucket maps, with a
 table of the expected latency per forward pass under the heuristic, power-of-two buckets and
 traffic buckets, and a run directory whose report shows the same."""
 
@@ -25,7 +25,7 @@ from ..benchmark import INTERPRETER_NOTE
 from ..errors import UsageError
 from ..problems import default_dtype
 from ..settings import Settings
-from ..traffic_autotune import (
+from ..traffic_tuning import (
     PLANS,
     Group,
     TrafficResult,

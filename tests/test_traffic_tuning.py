@@ -1,4 +1,4 @@
-"""infertune/traffic_autotune.py on planted latency tables (no kernel runs): the groups and
+"""infertune/traffic_tuning.py on planted latency tables (no kernel runs): the groups and
 their Ms are what runtime/launches.py says each pass launches; the traffic plan is the optimum
 that brute force over every partition and every config of the space finds; the heuristic and
 power-of-two plans are priced as written by hand; the bucket map stores the traffic plan."""
@@ -13,7 +13,7 @@ import pytest
 
 import kernels
 from infertune.errors import UsageError
-from infertune.traffic_autotune import (
+from infertune.traffic_tuning import (
     MAX_POINTS,
     TableMeasurer,
     model_groups,
