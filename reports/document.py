@@ -15,6 +15,7 @@ from . import compare
 from .confirm_section import confirmation_section
 from .load import INSIDE, MISSING, Run, artifact
 from .traffic_section import traffic_section
+from .transfer_section import transfer_section
 from .trust_section import trust_section
 
 INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
@@ -518,7 +519,8 @@ def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
     sections = [_environment(runs), _comparison(runs), _kernels(runs), _tuning(runs),
                 traffic_section(runs, Section, Table, Note),
                 trust_section(runs, Section, Table, Note),
-                confirmation_section(runs, Section, Table, Note), _models(runs), _telemetry(runs), _profilers(runs),
+                confirmation_section(runs, Section, Table, Note), transfer_section(runs, Section, Table, Note),
+                _models(runs), _telemetry(runs), _profilers(runs),
                 _artifacts(runs, link_base)]
     title = "infertune report: " + ", ".join(r.label for r in runs)
     return Document(title, runs, [s for s in sections if s is not None])
