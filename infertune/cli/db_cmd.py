@@ -185,8 +185,7 @@ def import_(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of what was imported."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Add the records of an exported file (the faster record wins per key). Every record is
-    checked first: one bad record refuses the whole file and nothing is stored."""
+    """Add the records of an exported file (the faster record wins per key). Every record is checked first: one bad record refuses the whole file and nothing is stored."""
     if not file.is_file():
         raise UsageError(f"no such file: {str(file)!r}")
     try:
@@ -212,8 +211,7 @@ def merge(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary of what was merged."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Merge another database into this one (the faster record wins per key). A corrupt row
-    in the other database refuses the merge and nothing is stored."""
+    """Merge another database into this one (the faster record wins per key). A corrupt row in the other database refuses the merge and nothing is stored."""
     with open_database(other, create=False) as source:
         records = source.records()  # read (and checked) before the target is opened or created
     with _open(db, create=True) as target:
@@ -261,10 +259,10 @@ def transfer_cmd(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Seed records for a GPU that has none from another GPU's, marked `transferred` (never
-    taken for measured: a measured record always replaces one, and lookups say so). Configs
-    the target's constraints reject (shared memory, registers) are not copied, nor keys the
-    target has measured. `infertune autotune --confirm-transferred` measures them later."""
+    """Seed a GPU's records from another GPU's, marked transferred (measure them with `autotune --confirm-transferred`).
+
+    Never taken for measured: a measured record always replaces one, and lookups say so. Configs the target's constraints reject (shared memory, registers) are not copied, nor keys the target has measured.
+    """
     _check_kernel(kernel)
     to_device = _device_info(target, "--to")
     with _open(db) as database:
@@ -293,8 +291,7 @@ def _device_info(text: str, flag: str) -> DeviceInfo:
 
 def _print_transfer(report: TransferReport, location: str) -> None:
     source = f"{report.source} (sm_{report.source_capability.replace('.', '')})"
-    target = report.target if report.target_capability == "cpu" else \
-        f"{report.target} (sm_{report.target_capability.replace('.', '')})"
+    target = report.target if report.target_capability == "cpu" else     f"{report.target} (sm_{report.target_capability.replace('.', '')})"
     table = Table(title=escape(f"transfer {source} -> {target} in {location}"))
     for col in ("records", "count", "detail"):
         table.add_column(col, overflow="fold", justify="right" if col == "count" else "left")
@@ -321,9 +318,7 @@ def verify(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Re-check every stored config against its reference on this device: ok, mismatch,
-    unsupported (this device cannot run the problem or rejects the config) or stale.
-    Exits 1 if any config computes a wrong result."""
+    """Re-check every stored config against its reference on this device: ok, mismatch, unsupported (this device cannot run the problem or rejects the config) or stale. Exits 1 if any config computes a wrong result."""
     _check_kernel(kernel)
     with _open(db) as database:
         records = database.records(kernel)
