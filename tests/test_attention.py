@@ -316,7 +316,11 @@ def test_prefill_lengths_mask_keys_and_zero_rows(causal, seed):
     clean = AttentionInputs(clean.q, clean.k, clean.v, causal, lens)
     dirty = AttentionInputs(*(_poison_past(t, lens) for t in (clean.q, clean.k, clean.v)), causal, lens)
     out = PREFILL.launch(dirty, Config(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2))
-    _check(out, PREFILL.reference(clean), "fp16", f"seed {seed}")
+    ref = PREFILL.reference(clean)
+    # The rows within each length against the reference; compared whole, the 64% of rows that
+    # are zeros shrank the tolerance's rms term (seed 2108966203 failed one element so).
+    _check(torch.cat([out[b, :n] for b, n in enumerate(lens.tolist())]),
+           torch.cat([ref[b, :n] for b, n in enumerate(lens.tolist())]), "fp16", f"seed {seed}")
     for b, n in enumerate(lens.tolist()):
         assert (out[b, n:] == 0).all(), f"rows past length {n} must be zeros"
 

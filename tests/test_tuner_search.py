@@ -60,7 +60,7 @@ def test_planted_failures_are_survived_recorded_and_never_win():
     assert result.best_config == planted.BEST
     assert result.default_config == Config(BLOCK=1, WARPS=1) and result.default is not None
     assert result.speedup_over_default > 1 and result.baseline is not None
-    assert any(e.outcome.status == "early-stopped" for e in events)  # 6x slower than the best
+    assert any(e.outcome.status == "early-stopped" for e in events)  # 20x slower than the best
     assert result.retimed and result.retimed[0]["config"] == dict(planted.BEST)
     assert result.best.interpreter == device.interpreter
 
