@@ -53,7 +53,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import gc
-import json
 import random
 import re
 import resource
@@ -64,11 +63,10 @@ from typing import Any
 
 import torch
 
-from bench.common import slug
+from bench.common import slug, write_results
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
 from infertune.inference import launch_configs
-from infertune.jsonio import dumps
 from kernels.device import DeviceInfo
 from profilers.timing import quantile
 from runtime.generate import generate
@@ -654,9 +652,7 @@ def main(argv: list[str] | None = None) -> int:
                    "phases": memory.phases},
     }
     data["goals"] = goals(llama, bandwidth, minilm)
-    (out / "results.json").write_text(dumps(data))
-    (out / "results.md").write_text(markdown(json.loads(dumps(data))))
-    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    write_results(out, data, markdown)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import statistics
 import sys
@@ -41,8 +40,7 @@ from typing import Any
 import optuna
 
 import kernels
-from bench.common import geomean
-from infertune.jsonio import dumps
+from bench.common import geomean, write_results
 from profilers.timing import quantile
 from tuner.replay import (
     THRESHOLDS,
@@ -249,9 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {"benchmark": "samplers", "date": now.isoformat(timespec="seconds"), "smoke": args.smoke,
             "samplers": samplers, "seeds": seeds, "trials": trials, "optuna": optuna.__version__,
             "recordings": rows, "summary": summary(rows, samplers)}
-    (out / "results.json").write_text(dumps(data))
-    (out / "results.md").write_text(markdown(json.loads(dumps(data))))
-    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    write_results(out, data, markdown)
     return 0
 
 

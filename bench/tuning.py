@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import math
 import os
 import random
@@ -49,11 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import kernels
-from bench.common import geomean, slug
+from bench.common import geomean, slug, write_results
 from infertune.autotune import autotune_problem
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
-from infertune.jsonio import dumps
 from infertune.settings import Settings
 from tuner.replay import THRESHOLDS, Recording, compare, load
 from tuner.search import SearchOptions, TuneResult
@@ -486,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "searches": {"kernel": "matmul", "dtype": dtype, "sampler": "tpe", "trials": trials, "rows": rows},
         "summary": summary, "cost": cost,
     }
-    (out / "results.json").write_text(dumps(data))
-    (out / "results.md").write_text(markdown(json.loads(dumps(data))))
-    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    write_results(out, data, markdown)
     # A part in which nothing passed measured nothing: say so with the exit code (seen under
     # triton 3.6's interpreter with numpy >= 2.4: every trial failed and the run exited 0).
     nothing = [f"grid {g['kernel']} {g['problem']}" for g in grids if not g["passing"]]

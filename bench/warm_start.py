@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import math
 import statistics
 import sys
@@ -42,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import kernels
-from bench.common import slug
+from bench.common import slug, write_results
 from infertune.environment import collect_environment
-from infertune.jsonio import dumps
 from kernels.device import DeviceInfo
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing, quantile
@@ -321,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             "environment": env.to_dict(), "replays": replays, "kernel": spec.name, "sampler": SAMPLER,
             "budget": budget, "seeds": seeds, "thresholds": [f"{t:.0%}" for t in THRESHOLDS],
             "rank_correlation": correlation, "scenarios": scenarios}
-    (out / "results.json").write_text(dumps(data))
-    (out / "results.md").write_text(markdown(json.loads(dumps(data))))
-    print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+    write_results(out, data, markdown)
     return 0
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from . import compare
 from .confirm_section import confirmation_section
+from .formatting import ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
@@ -80,32 +81,6 @@ class Document:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1.0:
-        return f"{value * 1000:.3g} µs"
-    if value < 1000.0:
-        return f"{value:.3g} ms" if value < 100 else f"{value:.1f} ms"
-    return f"{value / 1000:.2f} s"
-
-
-def num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def pct(value: float | None) -> str:

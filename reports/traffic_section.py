@@ -7,31 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .formatting import ms, num
+
 PLANS = ("heuristic", "pow2", "traffic")
 
 
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
-
-
-def ms(value: float | None) -> str:
-    """A time as reports.document.ms writes it (document imports this module, so this one
-    does not import document)."""
-    if value is None:
-        return "-"
-    if value < 1.0:
-        return f"{value * 1000:.3g} µs"
-    if value < 1000.0:
-        return f"{value:.3g} ms" if value < 100 else f"{value:.1f} ms"
-    return f"{value / 1000:.2f} s"
-
-
-def num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _span(low: int, high: int) -> str:
