@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from . import compare
 from .confirm_section import confirmation_section
-from .formatting import ms, num
+from .formatting import config_text, ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
@@ -93,14 +93,6 @@ def signed_pct(value: float | None) -> str:
 
 def mib(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:,.2f}"
-
-
-def config_text(config: Any) -> str:
-    if not config:
-        return "-"
-    if isinstance(config, dict):
-        return ",".join(f"{k}={v}" for k, v in config.items())
-    return str(config)
 
 
 def dtype_of(problem: str) -> str | None:

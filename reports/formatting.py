@@ -30,3 +30,13 @@ def num(value: Any, digits: int = 3) -> str:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def config_text(config: Any, sep: str = ",") -> str:
+    """"BLOCK_M=16,BLOCK_N=32" (`sep` ", " where a table cell should wrap between items); "-"
+    for none."""
+    if not config:
+        return "-"
+    if isinstance(config, dict):
+        return sep.join(f"{k}={v}" for k, v in config.items())
+    return str(config)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .formatting import ms, num
+from .formatting import config_text, ms, num
 
 PLANS = ("heuristic", "pow2", "traffic")
 
@@ -18,10 +18,6 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def _span(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}-{high}"
-
-
-def config_text(config: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in config.items()) if config else "-"
 
 
 def traffic_section(runs: list[Any], Section: type, Table: type, Note: type) -> Any:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .formatting import config_text
+
+
+def _cfg(config: Any) -> str:
+    return config_text(config if isinstance(config, dict) else None, ", ")
+
 
 def _ms(value: Any) -> str:
     return f"{value:.4g} ms" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
-
-
-def _config(config: Any) -> str:
-    if not isinstance(config, dict):
-        return "-"
-    return ", ".join(f"{k}={v}" for k, v in config.items()) or "-"
 
 
 def _count(value: Any) -> int:
@@ -39,7 +39,7 @@ def transfer_section(runs: list[Any], section: type, table: type, note: type) ->
                                                           "best at trial", "best config"],
                                 [[r.label, str(t.get("kernel") or "-"), str(t.get("problem") or "-"),
                                   str(_count(t.get("warm_started"))), str(t.get("trials_run") or "-"),
-                                  str(t.get("trials_to_best") or "-"), _config(t.get("best_config"))]
+                                  str(t.get("trials_to_best") or "-"), _cfg(t.get("best_config"))]
                                  for r, t in warm]))
     if confirmed:
         sec.blocks.append(note("Transferred records (copied from another GPU by `infertune db transfer`) measured "
@@ -50,6 +50,6 @@ def transfer_section(runs: list[Any], section: type, table: type, note: type) ->
                                 [[r.label, str(row.get("kernel") or "-"), str(row.get("problem") or "-"),
                                   str(row.get("from") or "-"), _ms(row.get("transferred_ms_at_source")),
                                   _ms(row.get("transferred_ms")), _ms(row.get("default_ms")),
-                                  _config(row.get("chosen_config")), str(row.get("verdict") or "-")]
+                                  _cfg(row.get("chosen_config")), str(row.get("verdict") or "-")]
                                  for r, row in confirmed]))
     return sec

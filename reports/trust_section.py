@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .formatting import config_text
+
 STOPPED = {"separated": "separated", "rounds": "round budget ended", "seconds": "time budget ended"}
+
+
+def _cfg(config: Any) -> str:
+    return config_text(config if isinstance(config, dict) else None, ", ")
 
 
 def _ms(value: Any) -> str:
@@ -21,18 +27,12 @@ def _interval(pair: Any) -> str:
     return "-"
 
 
-def _config(config: Any) -> str:
-    if not isinstance(config, dict):
-        return "-"
-    return ", ".join(f"{k}={v}" for k, v in config.items()) or "-"
-
-
 def _race_rows(entry: dict[str, Any]) -> list[list[str]]:
     rows = []
     for c in entry.get("retimed") or []:
         pooled = c.get("retimed") or {}
         spread = c.get("spread")
-        rows.append([_config(c.get("config")) + (" (default)" if c.get("default") else ""), _ms(c.get("study_ms")),
+        rows.append([_cfg(c.get("config")) + (" (default)" if c.get("default") else ""), _ms(c.get("study_ms")),
                      str(c.get("rounds") if c.get("rounds") is not None else len(c.get("rounds_ms") or [])),
                      _ms(pooled.get("median_ms")), _interval(c.get("interval_ms")),
                      f"{spread:.1%}" if isinstance(spread, (int, float)) else "-",
