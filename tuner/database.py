@@ -341,13 +341,6 @@ class Database:
         except InvalidBucketMap as exc:
             raise DatabaseError(f"{shown(self.location)}: {exc}") from None
 
-    def delete_bucket_maps(self, kernel: str | None = None) -> int:
-        """Delete the stored bucket maps (of `kernel`). Returns the count."""
-        with self._errors("write"), self._write() as conn, conn.begin():
-            if not self._has_bucket_maps(conn):
-                return 0
-            return conn.execute(delete(B).where(B.c.kernel == kernel) if kernel else delete(B)).rowcount
-
     @staticmethod
     def _has_bucket_maps(conn: Any) -> bool:
         from sqlalchemy import inspect

@@ -189,7 +189,6 @@ class Lfbo:
         self._pos = self.encoder.positions(self.valid)
         self._row = {c: i for i, c in enumerate(self.valid)}
         self._cache: tuple[tuple, Classifier | None] | None = None
-        self.fits = 0  # classifiers fitted (a batch of proposals over the same trials fits one)
 
     def model(self, observations: Sequence[Observation]) -> Classifier | None:
         """The classifier of `observations`, or None while they hold no positive or no negative."""
@@ -202,7 +201,6 @@ class Lfbo:
         if 0 < y.sum() < len(y):
             pos = self._pos[[self._row[o.config] for o in known]]
             model = Classifier(self.encoder).fit(pos, y, w)
-            self.fits += 1
         self._cache = (key, model)
         return model
 
