@@ -105,7 +105,9 @@ def test_planted_verdicts(seed, tmp_path):
     truth = 1 - 0.3 * 30 / _launches("decode b=1")
     assert improve.ci[0] <= truth <= improve.ci[1] or abs(improve.ratio - truth) < 0.004
     assert regress.ci[0] > 1 and "slower" in regress.reason
-    assert noise.ci[0] <= 1 <= noise.ci[1] + MIN_GAIN and noise.steps == ("prefill b=1 s=16", "decode b=1")
+    # truth 1: a 95% interval misses it 5% of the time (seen: low end 1.00029), by far less
+    # than MIN_GAIN at this noise; a real change (0.7x / 1.3x above) is 100x further off
+    assert noise.ci[0] - MIN_GAIN <= 1 <= noise.ci[1] + MIN_GAIN and noise.steps == ("prefill b=1 s=16", "decode b=1")
     assert "same config" in same.reason and same.ratio is None
     assert "does not launch" in absent.reason
     # the marks the lead saves
