@@ -66,3 +66,30 @@ class KVCache:
     def advance(self) -> None:
         """Host side of a decode step (the device lengths are bumped by the step itself)."""
         self.host_lengths = [n + 1 for n in self.host_lengths]
+
+    def slot(self, index: int) -> SlotView:
+        """Row `index` as a batch-1 cache: a prefill into it writes that row of this cache
+        in place (its k/v, its device length and its host length), nothing else."""
+        return SlotView(self, index)
+
+
+class SlotView(KVCache):
+    """One row of a KVCache, seen as a cache of batch 1 (views, no copy): what the serving
+    engine prefills a newly admitted request into while the other rows keep decoding."""
+
+    def __init__(self, parent: KVCache, index: int) -> None:  # no super().__init__: it allocates
+        if not 0 <= index < parent.batch:
+            raise IndexError(f"slot {index} of a KV cache of batch {parent.batch}")
+        self.parent, self.index = parent, index
+        self.k = [t[index:index + 1] for t in parent.k]
+        self.v = [t[index:index + 1] for t in parent.v]
+        self.lengths = parent.lengths[index:index + 1]
+        self.rows = parent.rows[:1]
+
+    @property
+    def host_lengths(self) -> list[int]:
+        return [self.parent.host_lengths[self.index]]
+
+    @host_lengths.setter
+    def host_lengths(self, value: list[int]) -> None:
+        self.parent.host_lengths[self.index] = int(value[0])
