@@ -48,17 +48,18 @@ class LaunchConfigs:
         """Counts by source ("database", "bucket", "nearest", "heuristic"), the marks of the
         records behind them per source ({"database": {"confirmed": 7, "unconfirmed": 2}}:
         end-to-end confirmation, transfer from another GPU), and one row per launch."""
+        table = dict(self.table)  # a snapshot: a serving thread may resolve an unplanned launch meanwhile
         marks: dict[str, Counter] = {}
-        for r in self.table.values():
+        for r in table.values():
             for mark in _marks(r):
                 marks.setdefault(r.source, Counter())[mark] += 1
         return {
-            "by_source": dict(Counter(r.source for r in self.table.values())),
+            "by_source": dict(Counter(r.source for r in table.values())),
             "marks_by_source": {source: dict(counts) for source, counts in marks.items()},
             "unplanned": len(self.unplanned),
             "launches": [{"kernel": name, "problem": kernel_library.get(name).shape_key(problem),
                           "source": r.source, "marks": list(_marks(r)), "config": str(r.config), "detail": r.detail}
-                         for (name, problem), r in self.table.items()],
+                         for (name, problem), r in table.items()],
         }
 
 
