@@ -40,7 +40,8 @@ def _tuning_entry(runs: list[Run], chart: Chart) -> dict[str, Any]:
 def build(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
     fn = {"roofline": roofline, "history": history, "importance": importance, "parallel": parallel,
           "failures": failures, "quant_search": quant_search, "quant_plan": quant_plan,
-          "telemetry": telemetry}[chart.kind]
+          "telemetry": telemetry, "serving_latency": serving_latency,
+          "serving_distribution": serving_distribution}[chart.kind]
     try:
         return fn(chart, runs)
     except (ValueError, RuntimeError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
@@ -237,3 +238,90 @@ def telemetry(chart: Chart, runs: list[Run]):
                                  name="throttled", text=[", ".join(s["reasons"]) for s in throttled]), row=1, col=1)
     fig.update_xaxes(title="seconds", row=3, col=1)
     return _layout(fig, chart.title, height=560), None
+
+
+# --------------------------------------------------------------------------- serving load
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
+def _log_if_wide(values: list[float], ratio: float = 20.0) -> str:
+    """A log axis where the positive values span more than `ratio` (queueing stretches TTFT from
+    tens of ms to seconds past saturation); linear otherwise."""
+    pos = [v for v in values if v > 0]
+    return "log" if pos and len(pos) == len(values) and max(pos) / min(pos) > ratio else "linear"
+
+
+def serving_latency(chart: Chart, runs: list[Run]):
+    """p50 (solid) and p99 (dashed) TTFT and e2e latency against achieved request throughput,
+    one panel per metric, a color per run (so two runs overlay); embedding runs appear in the
+    e2e panel only. Levels that completed nothing have no point."""
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    from .serving_section import METRIC_NAMES, level_text, names, stat
+
+    chosen = [_run(runs, label) for label in chart.args["runs"]]
+    name_of = names(runs)
+
+    def points(r: Run, metric: str, key: str):
+        s = r.data["serving"]
+        pts = [(lv["request_throughput"], stat(lv, metric, key), level_text(s, lv)) for lv in s.get("levels") or []
+               if (lv.get("completed") or 0) > 0 and lv.get("request_throughput") is not None
+               and stat(lv, metric, key) is not None]
+        return sorted(pts, key=lambda p: p[0])
+
+    metrics = [m for m in ("ttft_ms", "e2e_ms") if any(points(r, m, "p50") for r in chosen)]
+    if not metrics:
+        return None, "no level completed a request: no latency to plot"
+    titles = {"ttft_ms": "time to first token (ms)", "e2e_ms": "end-to-end latency (ms)"}
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[titles[m] for m in metrics],
+                        horizontal_spacing=0.1)
+    for i, r in enumerate(chosen):
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        for col, metric in enumerate(metrics, start=1):
+            for key, dash in (("p50", "solid"), ("p99", "dash")):
+                pts = points(r, metric, key)
+                if not pts:
+                    continue
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], text=[p[2] for p in pts],
+                                         mode="lines+markers", line={"color": color, "dash": dash},
+                                         name=f"{name_of[r.label]} {METRIC_NAMES[metric]} {key}",
+                                         legendgroup=name_of[r.label],
+                                         hovertemplate="%{text}<br>%{x:.3g} req/s<br>%{y:.3g} ms"
+                                                       "<extra>%{fullData.name}</extra>"), row=1, col=col)
+    for col, metric in enumerate(metrics, start=1):
+        ys = [y for t in fig.data if t.xaxis == ("x" if col == 1 else f"x{col}") for y in t.y]
+        fig.update_xaxes(title="achieved requests/s", row=1, col=col)
+        fig.update_yaxes(title="ms", type=_log_if_wide(ys), row=1, col=col)
+    return _layout(fig, chart.title, height=420, legend={"font": {"size": 10}}), None
+
+
+def serving_distribution(chart: Chart, runs: list[Run]):
+    """The empirical CDF of one latency (chart.args["metric"]: ttft_ms / itl_ms / e2e_ms) per
+    level from the level's samples: a trace per level, a dash per run when several are drawn."""
+    from .serving_section import METRIC_NAMES, level_text, names
+
+    metric = chart.args["metric"]
+    chosen = [_run(runs, label) for label in chart.args["runs"]]
+    name_of = names(runs)
+    fig = go.Figure()
+    xs_all: list[float] = []
+    for i, r in enumerate(chosen):
+        s = r.data["serving"]
+        for lv in s.get("levels") or []:
+            xs = sorted(float(x) for x in ((lv.get("samples") or {}).get(metric) or []))
+            if not xs:
+                continue
+            n = len(xs)
+            xs_all += xs
+            name = level_text(s, lv) if len(chosen) == 1 else f"{name_of[r.label]}: {level_text(s, lv)}"
+            fig.add_trace(go.Scatter(x=xs, y=[(k + 1) / n for k in range(n)], mode="lines",
+                                     line={"shape": "hv", "dash": DASHES[i % len(DASHES)]}, name=name,
+                                     hovertemplate="%{x:.3g} ms<br>%{y:.1%} of samples<extra>%{fullData.name}"
+                                                   "</extra>"))
+    if not xs_all:
+        return None, f"no level has {METRIC_NAMES.get(metric, metric)} samples"
+    fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} (ms)", type=_log_if_wide(xs_all))
+    fig.update_yaxes(title="fraction of requests at or below", range=[0, 1.02])
+    return _layout(fig, chart.title, height=400, legend={"font": {"size": 10}}), None

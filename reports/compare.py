@@ -113,3 +113,130 @@ def match_models(runs: list[dict[str, Any]], metric: str = "decode_tokens_per_s"
         changes = [throughput_change(ref and ref.get(metric), r and r.get(metric)) for r in rows[1:]]
         out.append(Matched(key, rows, changes))
     return out
+
+
+# --------------------------------------------------------------------------- serving runs
+#
+# A serving run (kind "profile-serve", run.json "serving") holds one row per load level: a
+# request rate or a concurrency. Levels are matched across runs by (mode, value). Each level
+# carries a single request throughput, p99 latencies and up to 2000 samples of TTFT, ITL and
+# end-to-end latency. The rule:
+#   - request throughput (one figure per level, no spread): flagged beyond SERVING_THRESHOLD
+#     (10 %, the same bar as the models' tokens/s);
+#   - p99 TTFT / ITL / e2e: flagged only when the 95 % distribution-free confidence intervals
+#     of the two p99s (order statistics of each level's samples) do not overlap AND the p99
+#     moved more than SERVING_THRESHOLD. A p99 from 50 requests is nearly the maximum, so a
+#     tail moves by tens of percent between identical runs: the interval keeps that from
+#     reading as a change. Without samples the threshold alone decides.
+
+SERVING_THRESHOLD = 0.10
+SERVING_CONFIDENCE = 0.95
+
+SERVING_RULE = (f"serving levels are matched by rate or concurrency; request throughput is flagged beyond "
+                f"{SERVING_THRESHOLD:.0%} of the reference; a p99 latency only when the {SERVING_CONFIDENCE:.0%} "
+                f"confidence intervals of the two p99s (order statistics of each level's samples, clamped to "
+                f"the samples' range) do not overlap and it moved more than {SERVING_THRESHOLD:.0%}; the "
+                f"reference is the first serving run of the same endpoint kind")
+
+
+def serving_level_key(mode: str, level: dict[str, Any]) -> tuple[str, float] | None:
+    """("rate", 2.0) or ("concurrency", 4.0); None for a level that names neither."""
+    value = level.get("rate") if mode == "rate" else level.get("concurrency")
+    return None if value is None else (mode, float(value))
+
+
+def _binom_cdfs(n: int, q: float) -> list[float]:
+    """[P(Binomial(n, q) <= k) for k in 0..n], each term computed in log space (n up to a few thousand)."""
+    import math
+
+    total, out = 0.0, []
+    for k in range(n + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                          + k * math.log(q) + (n - k) * math.log1p(-q))
+        out.append(min(total, 1.0))
+    return out
+
+
+def quantile_interval(samples: list[float], q: float = 0.99,
+                      confidence: float = SERVING_CONFIDENCE) -> tuple[float, float] | None:
+    """A distribution-free `confidence` interval for the q-quantile (0 < q < 1) of the
+    population behind `samples`: [x_(l), x_(u)] with ranks from Binomial(n, q) (the count of
+    samples below the quantile). Where n is too small for a bound on a side (a p99 from fewer
+    than ~300 samples has no upper rank), that side is the samples' extreme. None for no samples."""
+    xs = sorted(float(x) for x in samples)
+    n = len(xs)
+    if n == 0:
+        return None
+    tail = (1.0 - confidence) / 2
+    cdf = _binom_cdfs(n, q)  # cdf[k] = P(B <= k)
+    # 1-based ranks: l the largest with P(B <= l - 1) <= tail; u the smallest with P(B <= u - 1) >= 1 - tail
+    lo = max((rank for rank in range(1, n + 1) if cdf[rank - 1] <= tail), default=1)
+    hi = min((rank for rank in range(lo, n + 1) if cdf[rank - 1] >= 1.0 - tail), default=n)
+    return xs[lo - 1], xs[hi - 1]
+
+
+def latency_change(ref: float | None, new: float | None, ref_samples: list[float] | None = None,
+                   new_samples: list[float] | None = None, q: float = 0.99,
+                   threshold: float = SERVING_THRESHOLD) -> Change:
+    """A serving latency quantile `new` against `ref` (lower is better): flagged when it moved
+    beyond `threshold` and, where both levels have samples, their q-quantile intervals are disjoint."""
+    if not ref or new is None:
+        return Change(MISSING, None)
+    ratio = new / ref
+    if abs(ratio - 1.0) <= threshold:
+        return Change(NOISE, ratio)
+    a = quantile_interval(ref_samples or [], q)
+    b = quantile_interval(new_samples or [], q)
+    if a is not None and b is not None and b[0] <= a[1] and a[0] <= b[1]:
+        return Change(NOISE, ratio)
+    return Change(REGRESSION if ratio > 1.0 else IMPROVEMENT, ratio)
+
+
+@dataclass
+class ServingMatch:
+    key: tuple[str, float]  # (mode, rate or concurrency)
+    rows: list[dict[str, Any] | None]  # the level of each run, None where the run lacks it
+    changes: dict[str, list[Change]]  # metric -> one Change per run after the first
+
+
+SERVING_METRICS = ("request_throughput", "ttft_ms", "itl_ms", "e2e_ms")
+
+
+def _p99(level: dict[str, Any] | None, metric: str) -> float | None:
+    stats = (level or {}).get(metric)
+    return stats.get("p99") if isinstance(stats, dict) else None
+
+
+def _samples(level: dict[str, Any] | None, metric: str) -> list[float]:
+    return list(((level or {}).get("samples") or {}).get(metric) or [])
+
+
+def serving_metric_change(metric: str, ref: dict[str, Any] | None, new: dict[str, Any] | None) -> Change:
+    """`metric` (one of SERVING_METRICS; latencies at p99) of level `new` against level `ref`."""
+    if metric == "request_throughput":
+        return throughput_change((ref or {}).get(metric), (new or {}).get(metric), SERVING_THRESHOLD) \
+            if ref and new else Change(MISSING, None)
+    return latency_change(_p99(ref, metric), _p99(new, metric), _samples(ref, metric), _samples(new, metric))
+
+
+def match_serving(servings: list[dict[str, Any]]) -> list[ServingMatch]:
+    """Every load level seen in any of `servings` (run.json "serving" dicts), in first-seen
+    order, with each run's level and the changes of SERVING_METRICS against the first run."""
+    keys: list[tuple[str, float]] = []
+    index: list[dict[tuple[str, float], dict[str, Any]]] = []
+    for serving in servings:
+        table: dict[tuple[str, float], dict[str, Any]] = {}
+        for level in serving.get("levels") or []:
+            key = serving_level_key(serving.get("mode", "rate"), level)
+            if key is None:
+                continue
+            table.setdefault(key, level)
+            if key not in keys:
+                keys.append(key)
+        index.append(table)
+    out = []
+    for key in keys:
+        rows = [t.get(key) for t in index]
+        changes = {m: [serving_metric_change(m, rows[0], r) for r in rows[1:]] for m in SERVING_METRICS}
+        out.append(ServingMatch(key, rows, changes))
+    return out

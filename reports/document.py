@@ -15,6 +15,7 @@ from . import compare
 from .confirm_section import confirmation_section
 from .formatting import config_text, ms, num
 from .load import INSIDE, MISSING, Run, artifact
+from .serving_section import serving_section
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
 from .trust_section import trust_section
@@ -484,7 +485,7 @@ def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
     """The report of `runs` (the first is the comparison's reference). Links are relative to
     `link_base` (the report's folder) when given."""
     sections = [_environment(runs), _comparison(runs), _kernels(runs), _tuning(runs),
-                traffic_section(runs, Section, Table, Note),
+                serving_section(runs, Section, Table, Note, Chart), traffic_section(runs, Section, Table, Note),
                 trust_section(runs, Section, Table, Note),
                 confirmation_section(runs, Section, Table, Note), transfer_section(runs, Section, Table, Note),
                 _models(runs), _telemetry(runs), _profilers(runs),
