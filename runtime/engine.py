@@ -167,6 +167,7 @@ class Engine:
         self._tokens = torch.zeros(B, dtype=torch.long, device=model.device)  # each slot's last token
         self._live = torch.zeros(B, dtype=torch.int32, device=model.device)   # 1 where a slot runs
         self._graph: GraphedDecode | None = None
+        self.graph_error: str | None = None   # why a +cg variant decodes without its CUDA graph
         self._decodes = 0
         self._waiting: deque[_Seq] = deque()
         self._cond = threading.Condition()
@@ -340,9 +341,14 @@ class Engine:
         for seq in running:
             self._emit(seq, values[seq.slot])
         if (self._graph is None and self._decodes == 1 and self.model.variant.cuda_graphs
-                and self.model.device.type == "cuda"):
-            # the first step was the warm-up (kernels compiled, configs resolved): capture now
-            self._graph = GraphedDecode(self.model, cache, self._tokens)
+                and self.model.device.type == "cuda" and self.graph_error is None):
+            # the first step was the warm-up (kernels compiled, configs resolved): capture now.
+            # A capture that fails is kept as graph_error and the engine decodes eagerly: retrying
+            # it every step would fail every request.
+            try:
+                self._graph = GraphedDecode(self.model, cache, self._tokens)
+            except Exception as error:  # noqa: BLE001
+                self.graph_error = f"{type(error).__name__}: {error}".splitlines()[0]
 
     def _emit(self, seq: _Seq, token: int) -> None:
         index = seq.generated
