@@ -11,7 +11,7 @@ import typer
 
 from . import (
     autotune_cmd, bench_cmd, calibrate_cmd, check_cmd, db_cmd, demo_cmd, embed_cmd, env_cmd, generate_cmd, kernels_cmd,
-    models_cmd, profile_cmd, report_cmd, tuner_cmd,
+    models_cmd, profile_cmd, report_cmd, serve_cmd, tuner_cmd,
 )
 from .common import click_exceptions, single_line
 
@@ -31,6 +31,7 @@ app.command("generate")(generate_cmd.generate)
 app.command("demo")(demo_cmd.demo)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("embed")(embed_cmd.embed)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(tuner_cmd.app, name="tuner")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(models_cmd.app, name="models")
