@@ -245,17 +245,20 @@ def telemetry(chart: Chart, runs: list[Run]):
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
-def _log_if_wide(values: list[float], ratio: float = 20.0) -> str:
+def _latency_axis(values: list[float], ratio: float = 20.0) -> dict[str, Any]:
     """A log axis where the positive values span more than `ratio` (queueing stretches TTFT from
-    tens of ms to seconds past saturation); linear otherwise."""
+    tens of ms to seconds past saturation), labelled at powers of ten (at 1-2-5 within two
+    decades) rather than at every digit; linear otherwise."""
     pos = [v for v in values if v > 0]
-    return "log" if pos and len(pos) == len(values) and max(pos) / min(pos) > ratio else "linear"
+    if not pos or len(pos) != len(values) or max(pos) / min(pos) <= ratio:
+        return {"type": "linear"}
+    return {"type": "log", "dtick": 1 if max(pos) / min(pos) >= 100 else "D2"}
 
 
 def serving_latency(chart: Chart, runs: list[Run]):
     """p50 (solid) and p99 (dashed) TTFT and e2e latency against achieved request throughput,
-    one panel per metric, a color per run (so two runs overlay); embedding runs appear in the
-    e2e panel only. Levels that completed nothing have no point."""
+    one panel per metric, a color per run (so two runs overlay), points joined in sweep order;
+    embedding runs appear in the e2e panel only. Levels that completed nothing have no point."""
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
@@ -266,10 +269,11 @@ def serving_latency(chart: Chart, runs: list[Run]):
 
     def points(r: Run, metric: str, key: str):
         s = r.data["serving"]
-        pts = [(lv["request_throughput"], stat(lv, metric, key), level_text(s, lv)) for lv in s.get("levels") or []
-               if (lv.get("completed") or 0) > 0 and lv.get("request_throughput") is not None
-               and stat(lv, metric, key) is not None]
-        return sorted(pts, key=lambda p: p[0])
+        # in sweep order, not sorted by x: past saturation throughput dips while latency climbs,
+        # and the curve bending back is the finding (sorting would zigzag it)
+        return [(lv["request_throughput"], stat(lv, metric, key), level_text(s, lv)) for lv in s.get("levels") or []
+                if (lv.get("completed") or 0) > 0 and lv.get("request_throughput") is not None
+                and stat(lv, metric, key) is not None]
 
     metrics = [m for m in ("ttft_ms", "e2e_ms") if any(points(r, m, "p50") for r in chosen)]
     if not metrics:
@@ -293,7 +297,7 @@ def serving_latency(chart: Chart, runs: list[Run]):
     for col, metric in enumerate(metrics, start=1):
         ys = [y for t in fig.data if t.xaxis == ("x" if col == 1 else f"x{col}") for y in t.y]
         fig.update_xaxes(title="achieved requests/s", row=1, col=col)
-        fig.update_yaxes(title="ms", type=_log_if_wide(ys), row=1, col=col)
+        fig.update_yaxes(title="ms", **_latency_axis(ys), row=1, col=col)
     return _layout(fig, chart.title, height=420, legend={"font": {"size": 10}}), None
 
 
@@ -322,6 +326,6 @@ def serving_distribution(chart: Chart, runs: list[Run]):
                                                    "</extra>"))
     if not xs_all:
         return None, f"no level has {METRIC_NAMES.get(metric, metric)} samples"
-    fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} (ms)", type=_log_if_wide(xs_all))
+    fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} (ms)", **_latency_axis(xs_all))
     fig.update_yaxes(title="fraction of requests at or below", range=[0, 1.02])
     return _layout(fig, chart.title, height=400, legend={"font": {"size": 10}}), None

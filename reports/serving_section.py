@@ -177,7 +177,13 @@ def _describe(name: str, label: str, serving: dict[str, Any]) -> str:
     where = f"{serving.get('endpoint', '-')} at {serving.get('url', '-')}, model {serving.get('model', '-')}"
     if server.get("variant"):
         where += f", server variant {server['variant']}"
-    return (f"{name} (run {label}): {where}; {serving.get('mode', 'rate')} sweep, input {serving.get('input_len', '-')}"
+    per_level = ""
+    if serving.get("requests_per_level"):
+        per_level = f" of {num(serving['requests_per_level'])} requests per level"
+    elif serving.get("duration_per_level_s"):
+        per_level = f" of {num(serving['duration_per_level_s'])} s per level"
+    return (f"{name} (run {label}): {where}; {serving.get('mode', 'rate')} sweep{per_level}, "
+            f"input {serving.get('input_len', '-')}"
             f", output {serving.get('output_len', '-')}, seed {num(serving.get('seed'))}; "
             f"{slo_text(serving.get('slo'))}.")
 
