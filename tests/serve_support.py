@@ -19,7 +19,7 @@ from runtime.model_config import ModelConfig
 NAME = "tiny-llama"
 VARIANT = "fp32:torch"
 CONFIG = ModelConfig(family="llama", hidden=64, intermediate=96, layers=2, heads=4, kv_heads=2, head_dim=16,
-                     vocab=300, max_positions=512, norm_eps=1e-6, act="silu", rope_theta=10000.0)
+                     vocab=300, max_positions=2048, norm_eps=1e-6, act="silu", rope_theta=10000.0)
 
 
 def tiny_llama(seed: int = 0) -> LlamaModel:
