@@ -148,6 +148,13 @@ def finding(name: str, serving: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- tables
 
 
+def _right_aligned(table: Any, text_columns: int = 1) -> Any:
+    """Mark every column after the first `text_columns` as numbers (`align`, right-aligned by a
+    renderer that reads it; one that does not shows them left-aligned, nothing else changes)."""
+    table.align = ["left"] * text_columns + ["right"] * (len(table.columns) - text_columns)
+    return table
+
+
 def _throughput_table(name: str, serving: dict[str, Any], Table: type) -> Any:
     slo = has_slo(serving)
     embed = is_embedding(serving)
@@ -161,15 +168,17 @@ def _throughput_table(name: str, serving: dict[str, Any], Table: type) -> Any:
         row += [] if embed else [num(lv.get("output_token_throughput"))]
         row += [num(lv.get("goodput")), _pct(lv.get("slo_attainment"))] if slo else []
         rows.append(row)
-    return Table(f"{name}: throughput per level", cols, rows)
+    table = _right_aligned(Table(f"{name}: throughput per level", cols, rows), 0)
+    table.align[2] = "left"  # errors: "http_429 30, timeout 10"
+    return table
 
 
 def _latency_table(name: str, serving: dict[str, Any], Table: type) -> Any:
     columns = EMBEDDING_LATENCY if is_embedding(serving) else GENERATION_LATENCY
     rows = [[level_value(serving, lv), *(num(stat(lv, metric, key)) for _h, metric, key in columns)]
             for lv in serving.get("levels") or []]
-    return Table(f"{name}: latency per level (ms)", [level_header(serving), *(f"{h} (ms)" for h, _m, _k in columns)],
-                 rows)
+    return _right_aligned(Table(f"{name}: latency per level (ms)",
+                                [level_header(serving), *(f"{h} (ms)" for h, _m, _k in columns)], rows), 0)
 
 
 def _describe(name: str, label: str, serving: dict[str, Any]) -> str:
@@ -239,8 +248,8 @@ def _comparison(group: list[Any], name_of: dict[str, str], Table: type, Note: ty
             flags.append(_worst(changes))
     blocks: list[Any] = []
     if rows:
-        blocks.append(Table(f"Serving levels side by side: ratio to {name_of[ref.label]} (reference)", cols, rows,
-                            flags))
+        blocks.append(_right_aligned(Table(f"Serving levels side by side: ratio to {name_of[ref.label]} (reference)",
+                                           cols, rows, flags), 2))
     for i, r in enumerate(group[1:]):
         if not shared[i]:
             blocks.append(Note(f"{name_of[r.label]} shares no level with {name_of[ref.label]} "

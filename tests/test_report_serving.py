@@ -87,6 +87,7 @@ def test_throughput_table_carries_the_fixture_numbers():
         assert row == [num(lv["rate"]), f"{lv['completed']} / {lv['requests']}", "0", num(lv["request_throughput"]),
                        num(lv["output_token_throughput"]), num(lv["goodput"]), f"{100 * lv['slo_attainment']:.1f}%"]
     assert t.rows[0][0] == "1" and t.rows[3][3] == "5.88"  # spot values, read off the fixture by eye
+    assert t.align == ["right", "right", "left", "right", "right", "right", "right"]  # numbers right, errors left
 
 
 def test_latency_table_carries_the_fixture_numbers():
