@@ -25,11 +25,13 @@ from ..profiling import (
 )
 from ..rundir import make_dir, run_dir_path, skeleton, write_run
 from ..settings import Settings
+from . import profile_serve_cmd
 from . import profile_tools as tools
 from .common import console, fmt_ms, print_json, seed_option, user_errors, path_text
 
-app = typer.Typer(help="Profile kernel or model variants; writes a run directory (run.json + raw artifacts).",
+app = typer.Typer(help="Profile kernel or model variants, or a server under load; writes a run directory (run.json + raw artifacts).",
                   no_args_is_help=True)
+app.command("serve")(profile_serve_cmd.serve)
 
 def child_command(args: list[str], out: Path) -> list[str]:
     """The profile command to re-run under nsys / ncu: the same workload, no tool flags, its

@@ -60,6 +60,7 @@ class Result:
     status: int | None = None                               # HTTP status, None when none came
     error: str | None = None                                # kind (module docstring); None: completed
     detail: str | None = None                               # one line for the error
+    usage_reported: bool = False                            # the server's usage gave completion_tokens
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,7 @@ class _Stream:
             value = usage.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 setattr(self.result, key, value)
+                self.result.usage_reported |= key == "completion_tokens"
 
 
 async def send(client: httpx.AsyncClient, url: str, model: str, endpoint: str, request: Request, *,
@@ -188,10 +190,9 @@ async def send(client: httpx.AsyncClient, url: str, model: str, endpoint: str, r
         out.fail("disconnected", str(exc) or type(exc).__name__, clock())
     except httpx.HTTPError as exc:  # any other transport failure: a closed connection in other words
         out.fail("disconnected", f"{type(exc).__name__}: {exc}", clock())
-    if out.ok:
-        if out.prompt_tokens is None:
-            out.prompt_tokens = (count_tokens(request.prompt) if count_tokens and isinstance(request.prompt, str)
-                                 else request.prompt_tokens)
+    if out.ok and out.prompt_tokens is None:
+        out.prompt_tokens = (count_tokens(request.prompt) if count_tokens and isinstance(request.prompt, str)
+                             else request.prompt_tokens)
     return out
 
 
