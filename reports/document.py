@@ -30,6 +30,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     flags: list[str] | None = None  # per row: "" / "regression" / "improvement" (styling only)
+    align: list[str] | None = None  # per column: "left" / "right" (numbers); None: all left
 
 
 @dataclass
@@ -399,7 +400,7 @@ def _ns(value: float | None) -> str:
 
 
 def _comparison(runs: list[Run]) -> Section | None:
-    if len(runs) < 2:
+    if len([r for r in runs if not r.data.get("serving")]) < 2:  # serving runs: compared in the Serving load section
         return None
     sec = Section("comparison", "Comparison")
     sec.blocks.append(Note(f"Rule: {compare.RULE} given that has such rows."))

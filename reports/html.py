@@ -35,6 +35,7 @@ table { border-collapse: collapse; margin: 4px 0 12px; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top;
          max-width: 420px; overflow-wrap: anywhere; }
 th { background: #f3f5f7; font-weight: 600; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody td:first-child { white-space: nowrap; }
 tr.regression td { background: var(--bad); }
 tr.improvement td { background: var(--good); }
@@ -67,8 +68,8 @@ TEMPLATE = """<!DOCTYPE html>
 {% if b.kind == "table" %}
 <h3>{{ b.table.title }}</h3>
 <div class="scroll"><table>
-<thead><tr>{% for c in b.table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in b.table.rows %}<tr class="{{ b.flags[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+<thead><tr>{% for c in b.table.columns %}<th{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in b.table.rows %}<tr class="{{ b.flags[loop.index0] }}">{% for cell in row %}<td{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table></div>
 {% elif b.kind == "note" %}
@@ -128,7 +129,8 @@ def render(doc: Document) -> str:
         blocks = []
         for b in s.blocks:
             if isinstance(b, Table):
-                blocks.append({"kind": "table", "table": b, "flags": b.flags or [""] * len(b.rows)})
+                blocks.append({"kind": "table", "table": b, "flags": b.flags or [""] * len(b.rows),
+                               "align": b.align or ["left"] * len(b.columns)})
             elif isinstance(b, Note):
                 blocks.append({"kind": "note", "note": b})
             elif isinstance(b, Chart):

@@ -26,7 +26,8 @@ def escape(text: str) -> str:
 def _table(t: Table) -> list[str]:
     lines = [f"**{escape(t.title)}**", ""]
     lines.append("| " + " | ".join(escape(c) or " " for c in t.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in t.columns) + "|")
+    align = t.align or ["left"] * len(t.columns)
+    lines.append("|" + "|".join("---:" if a == "right" else "---" for a in align) + "|")
     flags = t.flags or [""] * len(t.rows)
     for row, flag in zip(t.rows, flags):
         cells = [escape(c) for c in row]

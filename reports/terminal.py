@@ -26,8 +26,9 @@ def render(doc: Document, console: Console | None = None) -> None:
         for b in s.blocks:
             if isinstance(b, Table):
                 table = RichTable(title=_text(b.title), show_lines=False)
-                for c in b.columns:
-                    table.add_column(_text(c), overflow="fold")
+                align = b.align or ["left"] * len(b.columns)
+                for c, a in zip(b.columns, align):
+                    table.add_column(_text(c), overflow="fold", justify="right" if a == "right" else "left")
                 flags = b.flags or [""] * len(b.rows)
                 for row, flag in zip(b.rows, flags):
                     style = {"regression": "red", "improvement": "green"}.get(flag)
