@@ -28,7 +28,7 @@ H200_RUN = ROOT / "bench/results/2026-11-28-nvidia-h200/run-3"
 def test_gpu_and_smoke_steps_are_the_same_steps_in_the_same_order():
     assert [s.name for s in gpu_steps()] == [s.name for s in smoke_steps()]
     assert [s.name for s in gpu_steps()] == ["env", "gpu-tests", "kernels", "tune", "runtime", "ncu", "ncu-w4",
-                                                "warm-start", "confirm"]
+                                                "warm-start", "confirm", "serving"]
     for step in gpu_steps():  # no shell anywhere: argv lists only
         assert step.commands and all(isinstance(c.argv, tuple) and c.argv for c in step.commands)
 

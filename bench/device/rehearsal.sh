@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 venv=${INFERTUNE_REHEARSAL_VENV:-$HOME/.cache/infertune/gpu-rehearsal-venv}
 pins=(torch==2.11.0 triton==3.6.0 "numpy<2.4" transformers==5.17.0 sentence-transformers==6.0.1
       tokenizers==0.23.2 safetensors==0.8.0 accelerate==1.15.0 typer rich jinja2 nvidia-ml-py pytest pytest-xdist
+      httpx prometheus-client
       packaging)
 [ -d .whl ] && compgen -G ".whl/*.whl" >/dev/null || { echo "gpu-rehearsal: no .whl/ (run make gpu-bundle)" >&2; exit 2; }
 # What the carried wheels take from the image (attrs, narwhals, ...): the stand-in must hold it too.
@@ -43,7 +44,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 offline_env=(env "PATH=$venv/bin:$PATH" "OUT=$out" "INFERTUNE_KIT_SITE=$out/site" PIP_NO_INDEX=1
      "HTTP_PROXY=http://127.0.0.1:9" "HTTPS_PROXY=http://127.0.0.1:9" "http_proxy=http://127.0.0.1:9"
-     "https_proxy=http://127.0.0.1:9" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1)
+     "https_proxy=http://127.0.0.1:9" "NO_PROXY=127.0.0.1,localhost" "no_proxy=127.0.0.1,localhost" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1)
 offline() {
   if unshare -n true >/dev/null 2>&1; then unshare -n "${offline_env[@]}" "$@"; else "${offline_env[@]}" "$@"; fi
 }

@@ -100,6 +100,11 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
                  "--prompt-len", "128", "--confirm", "--trials", "6", "--timeout", "6", "--db", db, "--json",
                  "--out", "{work}/runs/confirm-minilm", stdout="confirm-minilm.json"),
         )),
+        # Issue 15, when time allows: the built-in server under Poisson load up to saturation,
+        # tuned (the short tune's database) vs heuristic configs, llama-3-8b-shaped bf16 + CUDA graphs.
+        Step("serving", "server at rates up to saturation: tuned vs heuristic (llama-3-8b synthetic)", 150, (
+            _cmd("{py}", "-m", "bench.serving", "--db", db, "--out", "{work}/serving"),
+        )),
     ]
 
 
@@ -149,5 +154,8 @@ def smoke_steps() -> list[Step]:
             _cmd("{py}", "-m", "infertune", "autotune", "layernorm", "--model", "minilm-l6", "--batch", "1",
                  "--prompt-len", "8", "--confirm", "--dtype", "fp16", "--trials", "3", "--timeout", "20", "--db", db,
                  "--json", "--out", "{work}/runs/confirm-minilm", stdout="confirm-minilm.json"),
+        )),
+        Step("serving", "server under load (smollm2-synth, torch backend, CPU)", 300, (
+            _cmd("{py}", "-m", "bench.serving", "--smoke", "--out", "{work}/serving"),
         )),
     ]

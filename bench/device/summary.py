@@ -200,6 +200,7 @@ def summarize(work: Path) -> dict[str, Any]:
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
         "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
+        "serving": _load(work / "serving/results.json"),
     }
     figures["goals"] = goals(figures)
     return {"data": figures, "markdown": markdown(figures)}
@@ -274,6 +275,16 @@ def markdown(f: dict[str, Any]) -> str:
             lines += ["| step | records | old ms | new ms | new / old | 95% interval |", "|---|---:|---:|---:|---:|---|"]
             lines += [f"| {st['name']} | {st['records']} | {_x(st['old_ms'], 4)} | {_x(st['new_ms'], 4)} | "
                       f"{_x(st['ratio'], 3)} | {_x(st['ci'][0], 3)}-{_x(st['ci'][1], 3)} |" for st in c["steps"]]
+    serving = f.get("serving")
+    if serving:
+        lines += ["", f"## Serving load: {serving['model']}", "",
+                  "| variant | saturation req/s | output tok/s there | TTFT p99 at half load ms | saturated |",
+                  "|---|---:|---:|---:|---|"]
+        lines += [f"| {v['variant']} | {_x(v['saturation_request_throughput'])} | "
+                  f"{_x(v['saturation_output_token_throughput'], 1)} | {_x(v['ttft_p99_ms_at_half'], 1)} | "
+                  f"{'yes' if v['saturated_within_sweep'] else 'no'} |" for v in serving["variants"]]
+        if serving.get("tuned_over_heuristic") is not None:
+            lines += ["", f"Tuned over heuristic saturation throughput: {serving['tuned_over_heuristic']:.3f}x."]
     for name, n in (f.get("ncu") or {}).items():
         if not n:
             continue
