@@ -327,3 +327,20 @@ def test_metrics_count_tokens_and_latencies(server):
         assert name in values, name
     assert values["infertune_inter_token_latency_seconds_count"] >= 4
     assert values["infertune_time_to_first_token_seconds_count"] >= 1
+
+
+class _BrokenTokenizer(ByteTokenizer):
+    def encode(self, text, add_special_tokens=True, max_length=None):
+        raise RuntimeError("tokenizer exploded\nsecond line")
+
+
+def test_a_failure_of_ours_is_a_one_line_500_without_traceback(model):
+    target = llama_target(model, max_batch=1, max_queue=1)
+    target.tokenizer = _BrokenTokenizer(300)
+    with serving(target) as srv:
+        r = httpx.post(srv.url + "/v1/completions", json={"model": NAME, "prompt": "x"})
+        assert r.status_code == 500 and r.headers["x-infertune-variant"] == VARIANT
+        assert r.json()["error"]["message"] == "internal error: RuntimeError: tokenizer exploded"
+        assert "Traceback" not in r.text
+        # the server goes on: token ids need no tokenizer
+        assert httpx.post(srv.url + "/v1/completions", json={"model": NAME, "prompt": [1, 2]}).status_code == 200

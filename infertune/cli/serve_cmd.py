@@ -6,10 +6,10 @@ from __future__ import annotations
 import typer
 
 from ..problems import given, given_db
-from ..settings import Settings
 from ..serving import create_app
 from ..serving.server import bind, url_of, uvicorn_server
 from ..serving_setup import open_target
+from ..settings import Settings
 from .common import user_errors
 
 

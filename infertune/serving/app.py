@@ -37,7 +37,13 @@ from runtime.generate import Sampling
 from .generation import ClientGone, Generation, GenerationFailed, Piece, pieces
 from .metrics import ServerMetrics
 from .schemas import (
-    ChatRequest, CompletionRequest, EmbeddingRequest, Sampled, error_body, new_id, now, usage,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    Sampled,
+    error_body,
+    new_id,
+    now,
 )
 from .text import ByteTokenizer, chat_prompt
 
@@ -100,7 +106,7 @@ class _Frame:
 
         try:
             await self.app(scope, receive, framed)
-        except Exception as exc:  # noqa: BLE001 - the client gets one line; the log gets the traceback
+        except Exception as exc:
             log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
             if status is None:
                 body = ServeError(500, f"internal error: {type(exc).__name__}: {exc}".splitlines()[0],
