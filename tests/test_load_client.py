@@ -102,7 +102,7 @@ def _max_in_flight(results):
 def test_open_loop_sends_on_schedule_and_closed_loop_caps_concurrency(seed):
     with FakeServer(FakeSettings(token_delay=0.05)) as server:
         target = Target(server.url, "fake-model", "completions", timeout=10)
-        make = lambda i: Request(i, [20, 21], 4, 2)  # noqa: E731  (~200 ms per request)
+        make = lambda i: Request(i, [20, 21], 4, 2)  # ~200 ms per request
         opened, start, _ = asyncio.run(run_level(target, Level(rate=40.0), make, seed=seed, requests=12))
         closed, _, _ = asyncio.run(run_level(target, Level(concurrency=2), make, seed=seed, requests=8))
     offsets = poisson_offsets(40.0, 12, seed)
@@ -116,7 +116,7 @@ def test_open_loop_sends_on_schedule_and_closed_loop_caps_concurrency(seed):
 def test_duration_mode_and_the_level_deadline(monkeypatch, seed):
     with FakeServer(FakeSettings(faults={0: "slow", 1: "slow"}, slow_s=5)) as server:
         target = Target(server.url, "fake-model", "completions", timeout=30)
-        make = lambda i: Request(i, [20], 1, 1)  # noqa: E731
+        make = lambda i: Request(i, [20], 1, 1)
         monkeypatch.setattr(load, "GRACE_S", -29.5)  # deadline: last send + 0.5 s, before the 30 s timeout
         results, start, _ = asyncio.run(run_level(target, Level(rate=20.0), make, seed=seed, duration=0.5))
     assert all(r.sent - start < 0.5 + 0.2 for r in results)

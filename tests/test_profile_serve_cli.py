@@ -40,7 +40,7 @@ def test_rate_sweep_end_to_end(server, tmp_path, capsys, seed):
     out = tmp_path / "run"
     code, stdout, err = run_main(capsys, "profile", "serve", "--url", server.url + "/v1", "--model", "fake-model",
                                  "--rate", "20,50", "--requests", "12", "--input-len", "uniform:3,9",
-                                 "--output-len", "normal:6,2", "--slo", "ttft=1s,itl=500ms", "--seed", str(seed),
+                                 "--output-len", "uniform:3,8", "--slo", "ttft=1s,itl=500ms", "--seed", str(seed),
                                  "--out", str(out))
     assert code == 0, err
     assert f"run directory: {out}" in stdout and "rate/s" in stdout and "http_429 x1" in stdout
@@ -51,12 +51,12 @@ def test_rate_sweep_end_to_end(server, tmp_path, capsys, seed):
     assert run["kind"] == "profile-serve" and run["artifacts"] == ["requests.jsonl"]
     assert s["label"] == "fp32:torch" and s["server"] == {"variant": "fp32:torch", "owned_by": "fake"}
     assert s["url"] == server.url and s["mode"] == "rate" and s["seed"] == seed
-    assert s["input_len"] == "uniform:3,9" and s["output_len"] == "normal:6,2"
+    assert s["input_len"] == "uniform:3,9" and s["output_len"] == "uniform:3,8"
     assert s["slo"] == {"ttft_ms": 1000.0, "itl_ms": 500.0}
     assert [lv["rate"] for lv in s["levels"]] == [20.0, 50.0] and all(lv["concurrency"] is None for lv in s["levels"])
     rows = _jsonl(out)
     assert len(rows) == 24
-    first = s["levels"][0]
+    first = s["levels"][0]  # the faults strike after 2 tokens: every output is >= 3 (uniform:3,8)
     assert first["errors"] == {"disconnected": 1, "http_429": 1, "malformed": 1} and first["completed"] == 9
     assert s["levels"][1]["errors"] == {} and s["levels"][1]["completed"] == 12
     for i, level in enumerate(s["levels"]):
@@ -159,3 +159,17 @@ def test_parsers():
     assert base_url("http://h:8000/v1/") == "http://h:8000" and base_url("https://h/api/v1") == "https://h/api"
     with pytest.raises(UsageError):
         parse_concurrencies("9" * 5000)
+
+
+def test_a_tokenizer_counts_tokens_when_the_server_reports_none(tmp_path):
+    with FakeServer(FakeSettings(style="trtllm")) as server:
+        path = profile_serving(server.url, "fake-model", endpoint="completions", concurrencies=[2], requests=4,
+                               input_len="3", output_len="7", out=tmp_path / "run",
+                               count_tokens=lambda text: len(text.split()))
+    run = read_run(path)
+    rows = _jsonl(path)
+    # 7 tokens in 4 chunks of up to two: the tokenizer gives 7, counting chunks would give 4
+    assert all(r["completion_tokens"] == 7 and len(r["token_times_s"]) == 4 for r in rows)
+    assert any("counted with the model's tokenizer" in n for n in run["notes"])
+    level = run["serving"]["levels"][0]
+    assert level["output_token_throughput"] == pytest.approx(28 / level["duration_s"])

@@ -37,7 +37,7 @@ def serve(
     slo: str = typer.Option(None, "--slo", help="Service-level objectives for goodput, e.g. ttft=200ms,itl=50ms "
                             "(keys ttft, itl, tpot, e2e; units ms, s)."),
     out: str = typer.Option(None, "--out", help="Run directory (default runs/<time>-<model>/)."),
-    seed: int = seed_option("the arrivals, lengths and prompts"),  # noqa: B008
+    seed: int = seed_option("the arrivals, lengths and prompts"),
     label: str = typer.Option(None, "--label", help="Name of this run in reports (default: the server's "
                               "x-infertune-variant, else 'server')."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", help="Seconds one request may take (default 60)."),

@@ -18,9 +18,11 @@ import random
 from pathlib import Path
 
 TOKEN_IDS = range(20, 256)
-WORDS = ("the time people year way day thing man world life hand part child eye woman place work week case point "
-         "number group problem fact water room mother area money story month lot right study book job word business "
-         "issue side kind head house service friend father power hour game line end member law car city name").split()
+WORDS = ("the", "time", "people", "year", "way", "day", "thing", "man", "world", "life", "hand", "part", "child", "eye",
+         "woman", "place", "work", "week", "case", "point", "number", "group", "problem", "fact", "water", "room",
+         "mother", "area", "money", "story", "month", "lot", "right", "study", "book", "job", "word", "business",
+         "issue", "side", "kind", "head", "house", "service", "friend", "father", "power", "hour", "game", "line",
+         "end", "member", "law", "car", "city", "name")
 MAX_FILE_BYTES = 64 * 2**20
 MAX_PROMPTS = 100_000
 

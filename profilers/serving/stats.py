@@ -16,6 +16,7 @@ sent (a failed request meets nothing). duration = first send to the last request
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import Counter
@@ -54,7 +55,7 @@ def ttft_ms(r: Result) -> float | None:
 
 def itl_ms(r: Result) -> list[float]:
     t = r.token_times
-    return [(b - a) * 1e3 for a, b in zip(t, t[1:])]
+    return [(b - a) * 1e3 for a, b in itertools.pairwise(t)]
 
 
 def tpot_ms(r: Result) -> float | None:
