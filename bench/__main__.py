@@ -28,7 +28,7 @@ import re
 import time
 from pathlib import Path
 
-PARTS = ("kernels", "tuning", "runtime", "overheads", "samplers", "warm_start")
+PARTS = ("kernels", "tuning", "runtime", "overheads", "samplers", "warm_start", "serving")
 
 
 def _run_part(part: str, out: Path, gpu: bool) -> int:
@@ -49,6 +49,10 @@ def _run_part(part: str, out: Path, gpu: bool) -> int:
         from bench import samplers
 
         return samplers.main([*smoke, "--out", str(out)])
+    if part == "serving":
+        from bench import serving
+
+        return serving.main([*smoke, "--out", str(out)])
     if part == "warm_start":
         from bench import warm_start
 

@@ -11,6 +11,13 @@ imported on first use, so `import infertune` stays light):
 - `open_warm_source(text, db)`: warm start (`--warm-start`); `transfer(database, from, to)`:
   `db transfer`; `device_for(name)`: the known GPUs;
 - `make_sampler("lfbo", seed, space)`: the failure-aware sampler (`--sampler lfbo`).
+
+Serving (`infertune serve`, `infertune profile serve`):
+
+- `open_target(model, variant, db, max_batch=..., max_queue=...)`: a model with its batching
+  engine and its configs prepared; `create_app(target)`: the OpenAI-compatible FastAPI app;
+  `BackgroundServer(app)`: that app on a thread (`with ... as server: server.url`);
+- `profile_serving(url, model, ...)`: the load profiler, writing a run directory.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from .environment import Environment, collect_environment
 __version__ = "0.1.0"
 
 _LAZY = ("read_traffic", "choose_buckets", "traffic_autotune", "confirm_records", "open_warm_source", "transfer",
-         "device_for", "make_sampler")
+         "device_for", "make_sampler", "open_target", "create_app", "BackgroundServer", "profile_serving")
 
 __all__ = ["BenchResult", "CheckResult", "Environment", "bench", "check", "collect_environment", "__version__",
            *_LAZY]
@@ -47,6 +54,14 @@ def __getattr__(name: str) -> Any:
         from tuner.devices import device_for as found
     elif name == "make_sampler":
         from tuner.samplers import make_sampler as found
+    elif name == "open_target":
+        from .serving_setup import open_target as found
+    elif name == "create_app":
+        from .serving.app import create_app as found
+    elif name == "BackgroundServer":
+        from .serving.server import BackgroundServer as found
+    elif name == "profile_serving":
+        from .serve_profile import profile_serving as found
     else:
         raise AttributeError(f"module 'infertune' has no attribute {name!r}")
     return found

@@ -284,6 +284,7 @@ class Engine:
             for i, seq in enumerate(self._slots):
                 if seq is not None and seq.cancelled:
                     self._slots[i] = None
+                    self._live[i] = 0  # else its length keeps growing past max_len
                     cancelled.append(seq)
             kept = deque()
             for seq in self._waiting:

@@ -132,9 +132,12 @@ def test_budget_admits_at_least_one_and_stays_within_it(model):
 
 
 def test_cancel_frees_the_slot_and_finishes_once(model):
-    engine = Engine(model, EngineSettings(max_batch=2, max_len=64))
+    # max_len 45: the survivor needs 3 + 40; the cancelled one's row, were it left growing,
+    # would pass 45 (20 + 40) and the step would fail
+    engine = Engine(model, EngineSettings(max_batch=2, max_len=45))
     outs = [Collect() for _ in range(3)]
-    handles = [engine.submit(GenRequest([1, 2, 3], 40, on_event=o)) for o in outs]
+    handles = [engine.submit(GenRequest(prompt, n, on_event=o))
+               for prompt, n, o in zip(([1] * 20, [1, 2, 3], [1] * 20), (25, 40, 25), outs)]
     engine.step()  # two admitted, one waiting
     handles[0].cancel()
     handles[2].cancel()  # still waiting
