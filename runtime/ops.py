@@ -104,14 +104,16 @@ class TorchOps:
     def attention_decode(self, q, k_cache, v_cache, seq_lens):
         B, H, D = q.shape
         L, HKV = k_cache.shape[1], k_cache.shape[2]
-        groups = H // HKV
-        kt = k_cache.float().transpose(1, 2).repeat_interleave(groups, dim=1)  # [B, H, L, D]
-        vt = v_cache.float().transpose(1, 2).repeat_interleave(groups, dim=1)
-        scores = (kt @ q.float().unsqueeze(-1)).squeeze(-1) / math.sqrt(D)  # [B, H, L]
+        # the G query heads of a kv head as one [G, D] matrix against the cache as it lies (a
+        # strided view, no repeat_interleave copy): 12x faster at B=4, L=1024, H=9, HKV=3 on
+        # the CPU (the server's decode step was 373 ms, 3.6x its L=64 time), same result
+        k = k_cache.float().permute(0, 2, 3, 1)  # [B, HKV, D, L]
+        v = v_cache.float().transpose(1, 2)      # [B, HKV, L, D]
+        scores = (q.float().view(B, HKV, H // HKV, D) @ k) / math.sqrt(D)  # [B, HKV, G, L]
         valid = torch.arange(L, device=q.device)[None, :] < seq_lens.to(q.device)[:, None]
-        scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
+        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
         probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)
-        return (probs.unsqueeze(-2) @ vt).squeeze(-2).to(q.dtype)
+        return (probs @ v).reshape(B, H, D).to(q.dtype)
 
     def swiglu(self, gate, up):
         return (F.silu(gate.float()) * up.float()).to(gate.dtype)
