@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import sys
 from pathlib import Path
@@ -189,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("bench/results") / f"serving-{slug(device.label)}-{now:%Y-%m-%d}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"bench.serving: {cfg['model']} on {device.label}, variants {', '.join(cfg['variants'])}", flush=True)
-    results = [sweep_variant(v, cfg, args.db, out, args.seed) for v in cfg["variants"]]
+    results = []
+    for variant in cfg["variants"]:
+        results.append(sweep_variant(variant, cfg, args.db, out, args.seed))
+        gc.collect()  # the last variant's model (16 GB at llama-3-8b bf16) goes before the next loads
+        if gpu:
+            import torch
+
+            torch.cuda.empty_cache()
     data: dict[str, Any] = {"device": device.label, "gpu": gpu, "date": now.isoformat(timespec="seconds"),
                             "seed": args.seed, **{k: v for k, v in cfg.items() if k != "variants"}, "variants": results}
     tuned = next((r for r in results if r["variant"].endswith(":triton")), None)
