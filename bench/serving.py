@@ -142,10 +142,10 @@ def sweep_variant(variant: str, cfg: dict[str, Any], db: str | None, out: Path, 
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = [f"# Serving load: {data['model']} on {data['device']}", "",
-             f"{data['date']}; completions, input {data['input_len']} tokens, output {data['output_len']} tokens "
+    setup = (f"{data['date']}; completions, input {data['input_len']} tokens, output {data['output_len']} tokens "
              f"(ignore_eos), {data['requests']} requests per level, Poisson arrivals (seed {data['seed']}), "
-             f"{data['max_batch']} decode slots of {data['max_len']} positions.", ""]
+             f"{data['max_batch']} decode slots of {data['max_len']} positions.")
+    lines = [f"# Serving load: {data['model']} on {data['device']}", "", setup, ""]
     if data.get("note"):
         lines += [data["note"], ""]
     lines += ["| variant | saturation (req/s) | output tok/s there | TTFT p99 at half load (ms) | saturated in sweep |",

@@ -126,7 +126,7 @@ def open_target(model: str, variant: str | None, db: str | None, *, max_batch: i
         raise UsageError(f"--max-len must be an integer in [2, {context}] (the model's context); got {limit!r}")
     source, report = _source(loaded, device, db)
     if source is not None:
-        _prepare(source, loaded, batch=max_batch if loaded.family == "llama" else max_batch, max_len=limit)
+        _prepare(source, loaded, batch=max_batch, max_len=limit)
     engine = embedder = None
     if loaded.family == "llama":
         settings = EngineSettings(max_batch=max_batch, max_len=limit, max_queue=max_queue,

@@ -13,7 +13,6 @@ padded matmul (the server test holds batched results to the direct call at 1e-5)
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -22,12 +21,17 @@ from typing import Any
 
 import torch
 
-from kernels.config_source import ConfigSource, using_config_source
+from kernels.config_source import ConfigSource
 
-from .embed import EmbedSettings, tokenize, truncate
-from .embed import _encode_batches  # noqa: PLC2701 - the same forward embed() runs
+from .embed import (
+    EmbedSettings,
+    _encode_batches,
+    tokenize,
+    truncate,
+)
 from .engine import EngineStopped, QueueFull
 from .errors import InvalidWorkload
+from .worker import Worker
 
 
 @dataclass(frozen=True)
@@ -42,22 +46,21 @@ class _Job:
     future: Future
 
 
-class EmbedBatcher:
+class EmbedBatcher(Worker):
+    name = "infertune-embedder"
+
     def __init__(self, model: Any, tokenizer: Any, settings: EmbedSettings | None = None, *, max_batch: int = 32,
                  max_wait_ms: float = 5.0, max_queue: int = 1024, config_source: ConfigSource | None = None) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise InvalidWorkload(f"max_batch must be a positive integer; got {max_batch!r}")
         if not max_wait_ms >= 0:
             raise InvalidWorkload(f"max_wait_ms must be >= 0; got {max_wait_ms!r}")
+        super().__init__(config_source)
         self.model, self.tokenizer = model, tokenizer
         self.settings = settings or EmbedSettings()
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
-        self.config_source = config_source
         self.max_length = min(self.settings.max_length, model.config.max_positions)
         self._queue: deque[_Job] = deque()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._running = 0
         self._requests = 0
         self._batches = 0
@@ -87,21 +90,8 @@ class EmbedBatcher:
             return {"queue_depth": len(self._queue), "running": self._running, "requests_total": self._requests,
                     "batches_total": self._batches}
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="infertune-embedder", daemon=True)
-            self._thread.start()
-
     def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._halt(timeout)
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
@@ -133,18 +123,11 @@ class EmbedBatcher:
             self._running = len(jobs)
             return jobs
 
-    def _loop(self) -> None:
-        source = using_config_source(self.config_source) if self.config_source is not None else None
-        if source is not None:
-            source.__enter__()
-        try:
-            while (jobs := self._take()) is not None:
-                self._run(jobs)
-        finally:
-            if source is not None:
-                source.__exit__(None, None, None)
+    def _serve(self) -> None:
+        while (jobs := self._take()) is not None:
+            self._embed(jobs)
 
-    def _run(self, jobs: list[_Job]) -> None:
+    def _embed(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         try:
             seqs = [s for j in live for s in j.seqs]

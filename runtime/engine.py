@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -41,11 +40,12 @@ from dataclasses import dataclass, field
 import torch
 
 import kernels
-from kernels.config_source import ConfigSource, using_config_source
+from kernels.config_source import ConfigSource
 
 from .errors import InvalidWorkload, ModelError
 from .generate import GREEDY, GraphedDecode, Sampling, next_tokens
 from .llama import LlamaModel
+from .worker import Worker
 
 
 @dataclass(frozen=True)
@@ -151,15 +151,17 @@ class _Seq:
     submitted: float = field(default_factory=time.perf_counter)
 
 
-class Engine:
+class Engine(Worker):
+    name = "infertune-engine"
+
     def __init__(self, model: LlamaModel, settings: EngineSettings = EngineSettings(), *,
                  eos_ids: Iterable[int] = (), config_source: ConfigSource | None = None) -> None:
+        super().__init__(config_source)
         if settings.max_len > model.max_positions:
             raise InvalidWorkload(f"max_len {settings.max_len} exceeds the model's context of "
                                   f"{model.max_positions} positions")
         self.model, self.settings = model, settings
         self.eos_ids = frozenset(int(i) for i in eos_ids)
-        self.config_source = config_source
         B = settings.max_batch
         self.cache = model.new_cache(B, settings.max_len)
         self._views = [self.cache.slot(i) for i in range(B)]
@@ -170,10 +172,7 @@ class Engine:
         self.graph_error: str | None = None   # why a +cg variant decodes without its CUDA graph
         self._decodes = 0
         self._waiting: deque[_Seq] = deque()
-        self._cond = threading.Condition()
         self._ids = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         self._stopped = False
         self._steps = self._prompt_total = self._generated_total = self._requests = 0
         self._seconds_per_request = 1.0  # running mean of request latency, for Retry-After
@@ -214,24 +213,9 @@ class Engine:
             return EngineStats(len(self._waiting), sum(s is not None for s in self._slots), self.settings.max_batch,
                                self._steps, self._prompt_total, self._generated_total, self._requests)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Run steps on a background thread until stop()."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._loop, name="infertune-engine", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread; every request not finished gets Finished("cancelled")."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._halt(timeout)
         with self._cond:
             self._stopped = True
             pending = list(self._waiting)
@@ -242,25 +226,18 @@ class Engine:
             self._finish(seq, "cancelled")
 
     # -- the engine thread ----------------------------------------------------------------
-    def _loop(self) -> None:
-        source = using_config_source(self.config_source) if self.config_source is not None else None
-        if source is not None:
-            source.__enter__()
-        try:
-            while True:
-                with self._cond:
-                    if self._stopping:
-                        return
-                    if not self._waiting and not any(self._slots):
-                        self._cond.wait(0.5)
-                        continue
-                try:
-                    self.step()
-                except Exception as error:  # noqa: BLE001 - a failed step fails its requests, not the server
-                    self._fail_all(error)
-        finally:
-            if source is not None:
-                source.__exit__(None, None, None)
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                if not self._waiting and not any(self._slots):
+                    self._cond.wait(0.5)
+                    continue
+            try:
+                self.step()
+            except Exception as error:  # noqa: BLE001 - a failed step fails its requests, not the server
+                self._fail_all(error)
 
     def step(self) -> bool:
         """One scheduler iteration; False when there was nothing to do."""
@@ -268,12 +245,12 @@ class Engine:
         running = [s for s in self._slots if s is not None]
         if not admitted and not running:
             return False
-        with kernels.nvtx_range("scheduler step", "model", f"running={len(running)} admitted={len(admitted)}"):
-            with torch.inference_mode():
-                for seq in admitted:
-                    self._prefill(seq)
-                if any(s is not None for s in self._slots):
-                    self._decode()
+        detail = f"running={len(running)} admitted={len(admitted)}"
+        with kernels.nvtx_range("scheduler step", "model", detail), torch.inference_mode():
+            for seq in admitted:
+                self._prefill(seq)
+            if any(s is not None for s in self._slots):
+                self._decode()
         self._steps += 1
         return True
 

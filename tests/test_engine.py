@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from runtime.engine import (
-    ContextTooLong, Engine, EngineSettings, EngineStopped, Finished, GenRequest, QueueFull, Token,
+    ContextTooLong,
+    Engine,
+    EngineSettings,
+    EngineStopped,
+    Finished,
+    GenRequest,
+    QueueFull,
+    Token,
 )
 from runtime.errors import InvalidWorkload
 from runtime.generate import Sampling, generate
@@ -65,7 +72,7 @@ def _run(engine: Engine, limit: int = 10_000) -> None:
 def _alone(model, prompt, max_tokens, settings, **kw) -> list[int]:
     engine = Engine(model, settings, **kw)
     out = Collect()
-    engine.submit(GenRequest(prompt, max_tokens, on_event=out, **({} if "sampling" not in kw else {})))
+    engine.submit(GenRequest(prompt, max_tokens, on_event=out))
     _run(engine)
     return out.tokens
 
