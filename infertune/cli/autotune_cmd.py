@@ -442,7 +442,7 @@ def _report(results: list[TuneResult], db: str, *, written: int | None, json_out
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
     if run_dir is not None:
-        console.print(f"run directory: {path_text(run_dir)}")
+        console.print(f"run directory: {path_text(run_dir)}", soft_wrap=True, markup=False)
 
 
 def _model_table(model: str, results: list[TuneResult]) -> None:

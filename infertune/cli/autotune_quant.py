@@ -154,4 +154,4 @@ def _report(results: list[QuantTuneResult], db: str, written: int | None, json_o
     if any(r.interpreter for r in results):
         console.print(f"[yellow]{INTERPRETER_NOTE}.[/]")
     if run_dir is not None:
-        console.print(f"run directory: {path_text(run_dir)}")
+        console.print(f"run directory: {path_text(run_dir)}", soft_wrap=True, markup=False)
