@@ -45,8 +45,15 @@ trap 'rm -rf "$out"' EXIT
 offline_env=(env "PATH=$venv/bin:$PATH" "OUT=$out" "INFERTUNE_KIT_SITE=$out/site" PIP_NO_INDEX=1
      "HTTP_PROXY=http://127.0.0.1:9" "HTTPS_PROXY=http://127.0.0.1:9" "http_proxy=http://127.0.0.1:9"
      "https_proxy=http://127.0.0.1:9" "NO_PROXY=127.0.0.1,localhost" "no_proxy=127.0.0.1,localhost" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1)
+# A new network namespace starts with its loopback down; the GPU machine's is up (only the outside
+# is cut off there), and the kit's serving step talks to its own server on 127.0.0.1: bring lo up.
 offline() {
-  if unshare -n true >/dev/null 2>&1; then unshare -n "${offline_env[@]}" "$@"; else "${offline_env[@]}" "$@"; fi
+  if unshare -n true >/dev/null 2>&1; then
+    unshare -n sh -c 'ip link set lo up 2>/dev/null || ifconfig lo up 2>/dev/null || true; exec "$@"' sh \
+      "${offline_env[@]}" "$@"
+  else
+    "${offline_env[@]}" "$@"
+  fi
 }
 if unshare -n true >/dev/null 2>&1; then
   echo "gpu-rehearsal: network cut off with unshare -n"
