@@ -5,7 +5,6 @@ same tables). Cells are plain strings; renderers escape them."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,14 @@ from urllib.parse import quote
 
 from . import compare
 from .confirm_section import confirmation_section
-from .formatting import config_text, ms, num
+from .formatting import ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .serving_section import serving_section
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
 from .trust_section import trust_section
+from .tuning_section import failure_counts, tuning_section  # noqa: F401  (charts imports failure_counts here)
+from .tuning_section import interval as _interval
 
 INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
                        "Triton's CPU interpreter): they are CPU wall clock and say nothing about GPU speed.")
@@ -66,6 +67,15 @@ OUTSIDE_NOTE = "outside the run directory: not linked"
 class Links:
     title: str
     items: list[Link]
+
+
+@dataclass
+class Folded:
+    """Blocks folded under a one-line summary: closed in HTML (<details>), a <details> in
+    Markdown, the summary line alone in the terminal. One level: no Folded inside a Folded."""
+
+    summary: str
+    blocks: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -199,117 +209,7 @@ def _kernels(runs: list[Run]) -> Section | None:
 
 
 def _tuning(runs: list[Run]) -> Section | None:
-    with_tuning = [r for r in runs if r.data.get("tuning")]
-    if not with_tuning:
-        return None
-    sec = Section("tuning", "Tuning")
-    n = 0
-    for r in with_tuning:
-        for entry in r.data["tuning"]:
-            n += 1
-            if "quant_search" in entry:
-                sec.blocks += _quant_search(r, entry["quant_search"], n)
-            elif "quant_plan" in entry:
-                sec.blocks += _quant_plan(r, entry["quant_plan"], n)
-            else:
-                sec.blocks += _tune_result(r, entry, n)
-    return sec
-
-
-def _tune_result(r: Run, t: dict[str, Any], n: int) -> list[Any]:
-    best, default, baseline = t.get("best") or {}, t.get("default") or {}, t.get("baseline") or {}
-    title = f"{r.label}: {t.get('kernel')} {t.get('problem')}"
-    speed_b = t.get("speedup_over_baseline")
-    speed_d = t.get("speedup_over_default")
-    rows = [
-        ["study", num(t.get("study"))], ["sampler", num(t.get("sampler"))],
-        ["trials run / total", f"{num(t.get('trials_run'))} / {num(t.get('trials_total'))}"],
-        ["trials to best", num(t.get("trials_to_best"))],
-        ["valid configs / space", f"{num(t.get('valid_configs'))} / {num(t.get('space_size'))}"],
-        ["best config", config_text(t.get("best_config"))],
-        ["best p50 [p10, p90]", _interval(best)], ["default p50 [p10, p90]", _interval(default)],
-        [f"baseline ({t.get('baseline_name') or '-'}) p50", _interval(baseline)],
-        ["speedup over default", f"{speed_d:.2f}x" if speed_d else "-"],
-        ["speedup over baseline", f"{speed_b:.2f}x" if speed_b else "-"],
-        ["rejected before compiling", num(t.get("rejected_invalid"))],
-        ["interrupted", num(t.get("interrupted"))],
-    ]
-    blocks: list[Any] = [Table(title, ["", "value"], rows)]
-    history = t.get("history") or []
-    if history:
-        blocks.append(Chart(f"history-{n}", f"{title}: best so far against trial", "history",
-                            {"run": r.label, "index": n}))
-        blocks.append(Chart(f"importance-{n}", f"{title}: parameter importances", "importance",
-                            {"run": r.label, "index": n}))
-        blocks.append(Chart(f"parallel-{n}", f"{title}: parallel coordinates", "parallel",
-                            {"run": r.label, "index": n}))
-    failures = failure_counts(t)
-    if not history and not t.get("trials_run"):
-        blocks.append(Note(f"{title}: no trial history in this entry (the scheme's summary of a joint search)."))
-    elif failures:
-        blocks.append(Table(f"{title}: failures by reason", ["state", "kind", "count", "example"],
-                            [[s, k, str(c), ex] for (s, k), (c, ex) in failures.items()]))
-        blocks.append(Chart(f"failures-{n}", f"{title}: failures by reason", "failures",
-                            {"run": r.label, "index": n}))
-    else:
-        blocks.append(Note(f"{title}: no failed or stopped trials."))
-    return blocks
-
-
-def failure_counts(t: dict[str, Any]) -> dict[tuple[str, str], tuple[int, str]]:
-    """(state, kind) -> (count, an example reason) over the trials that did not complete."""
-    counts: Counter = Counter()
-    examples: dict[tuple[str, str], str] = {}
-    for h in t.get("history") or []:
-        if h.get("state") == "complete":
-            continue
-        key = (str(h.get("state") or "-"), str(h.get("kind") or "-"))
-        counts[key] += 1
-        examples.setdefault(key, str(h.get("reason") or "-"))
-    if not counts:
-        for kind, count in (t.get("failures") or {}).items():
-            counts[("failed", str(kind))] += int(count)
-            examples.setdefault(("failed", str(kind)), "-")
-    return {k: (counts[k], examples[k]) for k in sorted(counts)}
-
-
-def _interval(t: dict[str, Any]) -> str:
-    if not t or t.get("median_ms") is None:
-        return "-"
-    return f"{ms(t['median_ms'])} [{ms(t.get('p10_ms'))}, {ms(t.get('p90_ms'))}]"
-
-
-def _quant_search(r: Run, q: dict[str, Any], n: int) -> list[Any]:
-    title = f"{r.label}: quantization search {config_text(q.get('shape'))} {q.get('dtype', '')}"
-    cols = ["scheme", "kernel", "config", "p50 [p10, p90]", "SQNR dB", "speedup vs baseline", "trials", "on front",
-            "chosen"]
-    rows = []
-    for p in q.get("points") or []:
-        sp = p.get("speedup_over_baseline")
-        rows.append([p["scheme"], p.get("kernel", "-"), config_text(p.get("config")), _interval(p.get("latency")),
-                     num(p.get("sqnr_db")), f"{sp:.2f}x" if sp else "-", num(p.get("trials")),
-                     "yes" if p.get("on_front") else "", "yes" if q.get("chosen") == p["scheme"] else ""])
-    blocks: list[Any] = [Table(title, cols, rows)]
-    blocks.append(Note(f"Pareto front (latency, SQNR): {', '.join(q.get('front') or []) or '-'}; "
-                       f"min SQNR {num(q.get('min_sqnr_db'))} dB; chosen: {q.get('chosen') or '-'}"))
-    blocks.append(Chart(f"pareto-{n}", f"{title}: latency against SQNR", "quant_search",
-                        {"run": r.label, "index": n}))
-    return blocks
-
-
-def _quant_plan(r: Run, q: dict[str, Any], n: int) -> list[Any]:
-    title = f"{r.label}: quantization plans for {q.get('model')}"
-    chosen = (q.get("chosen") or {}).get("trial")
-    cols = ["trial", "KL", "ppl", "ppl +%", "MiB", "decode ms", "chosen"]
-    rows = [[num(p.get("trial")), num(p.get("kl"), 4), num(p.get("ppl"), 5), signed_pct(100 * p["ppl_increase"])
-             if p.get("ppl_increase") is not None else "-", mib(p.get("bytes")), num(p.get("decode_ms")),
-             "yes" if chosen is not None and p.get("trial") == chosen else ""] for p in q.get("front") or []]
-    blocks: list[Any] = [Table(title + " (Pareto front)", cols, rows)]
-    blocks.append(Note(f"{q.get('trials')} trials; float perplexity {num(q.get('float_ppl'), 5)}, linear weights "
-                       f"{mib(q.get('float_bytes'))} MiB; limit +{100 * (q.get('max_ppl_increase') or 0):g}% "
-                       f"perplexity; objectives: {', '.join(q.get('objectives') or []) or '-'}"))
-    blocks.append(Chart(f"plan-{n}", f"{title}: KL against MiB", "quant_plan", {"run": r.label, "index": n}))
-    return blocks
+    return tuning_section(runs, Section, Table, Note, Chart, Folded)  # reports/tuning_section.py
 
 
 def _models(runs: list[Run]) -> Section | None:

@@ -13,8 +13,8 @@ import jinja2
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from . import charts
-from .document import Chart, Document, Links, Note, Table
+from . import charts, tuning_charts
+from .document import Chart, Document, Folded, Links, Note, Table
 
 SCRIPTS = 3  # plotly.js, the figures' JSON, the drawing script (when there is a chart)
 
@@ -45,6 +45,9 @@ tr.improvement td { background: var(--good); }
 .chart { width: 100%; min-height: 380px; border: 1px solid var(--line); margin: 8px 0 16px; }
 .chart-missing { color: var(--muted); font-style: italic; margin: 6px 0 14px; }
 .missing { color: var(--muted); }
+details.fold { border: 1px solid var(--line); border-radius: 4px; margin: 4px 0; padding: 2px 10px; }
+details.fold > summary { cursor: pointer; padding: 3px 0; }
+details.fold[open] > summary { border-bottom: 1px solid var(--line); margin-bottom: 6px; }
 """
 
 TEMPLATE = """<!DOCTYPE html>
@@ -81,6 +84,10 @@ TEMPLATE = """<!DOCTYPE html>
 <h3>{{ b.links.title }}</h3>
 <ul>{% for link in b.links.items %}<li>{% if link.href %}<a href="{{ link.href }}">{{ link.text }}</a>{% else %}<span class="missing">{{ link.text }}{% if link.note %} ({{ link.note }}){% endif %}</span>{% endif %}</li>
 {% endfor %}</ul>
+{% elif b.kind == "fold" %}
+<details class="fold"><summary>{{ b.summary }}</summary>
+{% elif b.kind == "unfold" %}
+</details>
 {% endif %}
 {% endfor %}
 </section>
@@ -92,9 +99,19 @@ TEMPLATE = """<!DOCTYPE html>
 <script>
 (function () {
   var figs = JSON.parse(document.getElementById("figures").textContent);
-  Object.keys(figs).forEach(function (id) {
+  function draw(id) {
     var f = figs[id];
     Plotly.newPlot(id, f.data, f.layout, {responsive: true, displaylogo: false});
+  }
+  Object.keys(figs).forEach(function (id) {
+    // a chart in a closed <details> has no size yet: drawn the first time its <details> opens
+    var fold = document.getElementById(id).closest("details");
+    if (!fold || fold.open) { draw(id); return; }
+    fold.addEventListener("toggle", function first() {
+      if (!fold.open) { return; }
+      fold.removeEventListener("toggle", first);
+      draw(id);
+    });
   });
 })();
 </script>
@@ -120,6 +137,17 @@ def _id(chart_id: str, used: set[str]) -> str:
     return out
 
 
+def _flat(blocks: list) -> list:
+    """The blocks in order, each Folded as a start marker, its own blocks, an end marker."""
+    out: list = []
+    for b in blocks:
+        if isinstance(b, Folded):
+            out += [{"kind": "fold", "summary": b.summary}, *b.blocks, {"kind": "unfold"}]
+        else:
+            out.append(b)
+    return out
+
+
 def render(doc: Document) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     figures: dict[str, dict] = {}
@@ -127,14 +155,17 @@ def render(doc: Document) -> str:
     sections = []
     for s in doc.sections:
         blocks = []
-        for b in s.blocks:
-            if isinstance(b, Table):
+        for b in _flat(s.blocks):
+            if isinstance(b, dict):  # a fold's start or end
+                blocks.append(b)
+            elif isinstance(b, Table):
                 blocks.append({"kind": "table", "table": b, "flags": b.flags or [""] * len(b.rows),
                                "align": b.align or ["left"] * len(b.columns)})
             elif isinstance(b, Note):
                 blocks.append({"kind": "note", "note": b})
             elif isinstance(b, Chart):
-                fig, reason = charts.build(b, doc.runs)
+                build = tuning_charts.build if b.kind in tuning_charts.KINDS else charts.build
+                fig, reason = build(b, doc.runs)
                 chart = Chart(_id(b.id, used), b.title, b.kind, b.args)
                 if fig is not None:
                     figures[chart.id] = json.loads(pio.to_json(fig, validate=False))

@@ -6,10 +6,11 @@ is an inline code span, which GFM never turns into a link."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
-from .document import Chart, Document, Link, Links, Note, Table
+from .document import Chart, Document, Folded, Link, Links, Note, Table
 from .runfile import one_line
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -60,17 +61,31 @@ def render(doc: Document) -> str:
     for s in doc.sections:
         lines += [f"## {escape(s.title)}", ""]
         for b in s.blocks:
-            if isinstance(b, Table):
-                lines += _table(b)
-            elif isinstance(b, Note):
-                lines += [("> **Warning:** " if b.level == "warning" else "") + escape(b.text), ""]
-            elif isinstance(b, Links):
-                lines += [f"**{escape(b.title)}**", ""]
-                lines += [_link(link) for link in b.items]
-                lines.append("")
-            elif isinstance(b, Chart):
-                continue  # charts are in the HTML report
+            if isinstance(b, Folded):  # GitHub folds a <details>
+                # inside HTML GitHub reads no Markdown escapes: the summary is HTML-escaped instead
+                summary = html.escape(one_line(" ".join(b.summary.split())))
+                lines += ["<details>", f"<summary>{summary}</summary>", ""]
+                lines += _blocks(b.blocks)
+                lines += ["</details>", ""]
+            else:
+                lines += _blocks([b])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _blocks(blocks: list) -> list[str]:
+    lines: list[str] = []
+    for b in blocks:
+        if isinstance(b, Table):
+            lines += _table(b)
+        elif isinstance(b, Note):
+            lines += [("> **Warning:** " if b.level == "warning" else "") + escape(b.text), ""]
+        elif isinstance(b, Links):
+            lines += [f"**{escape(b.title)}**", ""]
+            lines += [_link(link) for link in b.items]
+            lines.append("")
+        elif isinstance(b, Chart):
+            continue  # charts are in the HTML report
+    return lines
 
 
 def write(doc: Document, path: Path) -> Path:
