@@ -11,10 +11,43 @@ from rich.text import Text
 
 from .document import Chart, Document, Folded, Links, Note, Table
 from .runfile import one_line
+from .table_layout import alignment, fit, vertical, wrap
 
 
 def _text(value: str, style: str | None = None) -> Text:
     return Text(one_line(str(value)), style=style or "")
+
+
+_FLAG_STYLE = {"regression": "red", "improvement": "green"}
+
+
+def _table(b: Table, console: Console) -> None:
+    """A table that fits the terminal without breaking a word: cells wrapped by us at spaces and
+    after `,`/`|` into widths from table_layout.fit, or, when the longest words do not fit side
+    by side (a wide table at 80 columns), one "column  value" block per row."""
+    columns = [one_line(" ".join(str(c).split())) for c in b.columns]
+    rows = [[one_line(" ".join(str(c).split())) for c in row] for row in b.rows]
+    flags = b.flags or [""] * len(rows)
+    width = console.width
+    layout = fit(columns, rows, width)
+    if layout.layout == "vertical":
+        console.print(Text(one_line(b.title), style="bold"), no_wrap=False)
+        for row, flag in zip(rows, flags):  # indented under the title: the blocks read as its rows
+            lines = vertical(columns, row, width - 2)
+            console.print(Text("  " + lines[0], style=_FLAG_STYLE.get(flag, "bold")), no_wrap=True,
+                          overflow="ignore")
+            for line in lines[1:]:
+                console.print(Text("  " + line, style=_FLAG_STYLE.get(flag) or ""), no_wrap=True, overflow="ignore")
+        return
+    table = RichTable(title=_text(b.title), show_lines=False)
+    align = alignment(columns, rows, b.align)
+    for c, a, w in zip(columns, align, layout.widths):
+        table.add_column(Text("\n".join(wrap(c, w))), width=w, no_wrap=True, overflow="ignore",
+                         justify="right" if a == "right" else "left")
+    for row, flag in zip(rows, flags):
+        table.add_row(*[Text("\n".join(wrap(c, w))) for c, w in zip(row, layout.widths)],
+                      style=_FLAG_STYLE.get(flag))
+    console.print(table)
 
 
 def render(doc: Document, console: Console | None = None) -> None:
@@ -25,15 +58,7 @@ def render(doc: Document, console: Console | None = None) -> None:
         console.rule(_text(s.title))
         for b in s.blocks:
             if isinstance(b, Table):
-                table = RichTable(title=_text(b.title), show_lines=False)
-                align = b.align or ["left"] * len(b.columns)
-                for c, a in zip(b.columns, align):
-                    table.add_column(_text(c), overflow="fold", justify="right" if a == "right" else "left")
-                flags = b.flags or [""] * len(b.rows)
-                for row, flag in zip(b.rows, flags):
-                    style = {"regression": "red", "improvement": "green"}.get(flag)
-                    table.add_row(*[_text(c) for c in row], style=style)
-                console.print(table)
+                _table(b, console)
             elif isinstance(b, Note):
                 console.print(_text(b.text, "yellow" if b.level == "warning" else "dim"))
             elif isinstance(b, Links):
