@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from kernels.accuracy import compare
 from kernels.config_source import HeuristicSource
 from kernels.device import DeviceInfo
+from kernels.kernel_timer import KernelTimer
 from kernels.spec import Config, KernelSpec, Problem
 from profilers.timing import Timing, measure
 from tuner.database import runtime_source
@@ -292,11 +294,17 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
             prompts = [[source[(rng.randrange(len(source)) + i) % len(source)] for i in range(prompt_len)]
                        for _ in range(batch)]
             scope = annotate(f"model {name} {variant} batch {batch}") if annotate else _null()
+            timer = KernelTimer() if device.kind != "cuda" else None
             started = time.perf_counter()
-            with launch_configs(loaded, device, db, batch=batch, seq=prompt_len, gen=gen) as report, scope:
+            with launch_configs(loaded, device, db, batch=batch, seq=prompt_len, gen=gen) as report, scope, \
+                    (timer or _null()):
                 result = generate(loaded.model, prompts, gen, eos_ids=())
+            ended = time.perf_counter()
             if report.warning and report.warning not in notes:
                 notes.append(report.warning)
+            if timer is None:  # GPU: kernel times from a second, untimed run (see _gpu_timer)
+                timer = _gpu_timer(partial(generate, loaded.model, prompts, gen, eos_ids=()),
+                                   partial(launch_configs, loaded, device, db, batch=batch, seq=prompt_len, gen=gen))
             peak = int(torch.cuda.max_memory_allocated(device.torch_device)) if device.kind == "cuda" else None
             decode = result.decode_tokens_per_s
             rows.append({"variant": str(variant), "model": loaded.name, "batch": batch, "prompt_len": prompt_len,
@@ -307,9 +315,33 @@ def profile_model(name: str, variants: list, device: DeviceInfo, *, batches: lis
                          "weight_bytes": int(loaded.model.nbytes), "peak_memory_bytes": peak,
                          "config_sources": report.summary.get("by_source") if report.summary else None,
                          "config_marks": report.summary.get("marks_by_source") if report.summary else None,
-                         "quality": q, "window": [started, time.perf_counter()]})
+                         "quality": q, "window": [started, ended],
+                         "time_by_kernel": time_by_kernel(timer)})
         del loaded
     return rows, notes
+
+
+def _gpu_timer(run_once, configs) -> KernelTimer:
+    """A KernelTimer with CUDA events over one more run of the workload, apart from the timed
+    one: recording two events costs the host a few µs a launch, and a decode step launches
+    ~270 kernels (30 layers x 9), so in the timed run it would cost ~1 ms a step of the
+    figures the report prints."""
+    timer = KernelTimer(cuda=True)
+    with configs(), timer:
+        run_once()
+    return timer
+
+
+def time_by_kernel(timer: KernelTimer) -> dict[str, Any]:
+    """run.json's time_by_kernel: per phase (prefill, decode) ms inside each kernel, largest
+    first; phase_ms, the ms inside the phase's ranges (the rest of a phase ran outside our
+    kernels: torch ops, Python); clock, what measured it."""
+    kernels_ms, phase_ms = timer.totals()
+    out: dict[str, Any] = {"clock": "cuda-events" if timer.cuda else "cpu-wall", "phase_ms": phase_ms}
+    for phase in ("prefill", "decode"):
+        if phase in phase_ms:
+            out[phase] = kernels_ms.get(phase, {})
+    return out
 
 
 def _profile_encoder(loaded, device: DeviceInfo, *, batches: list[int], seq: int, db: str | None, annotate,
@@ -330,11 +362,16 @@ def _profile_encoder(loaded, device: DeviceInfo, *, batches: list[int], seq: int
         embed_timed(loaded.model, loaded.tokenizer, texts[:1], 1, settings=settings)  # warm-up
         if device.kind == "cuda":
             torch.cuda.reset_peak_memory_stats(device.torch_device)
+        timer = KernelTimer() if device.kind != "cuda" else None
         started = time.perf_counter()
-        with launch_configs(loaded, device, db, batch=batch, seq=seq, gen=0) as report, scope:
+        with launch_configs(loaded, device, db, batch=batch, seq=seq, gen=0) as report, scope, (timer or _null()):
             _, timing = embed_timed(loaded.model, loaded.tokenizer, texts, batch, settings=settings)
+        ended = time.perf_counter()
         if report.warning and report.warning not in notes:
             notes.append(report.warning)
+        if timer is None:
+            timer = _gpu_timer(partial(embed_timed, loaded.model, loaded.tokenizer, texts, batch, settings=settings),
+                               partial(launch_configs, loaded, device, db, batch=batch, seq=seq, gen=0))
         peak = int(torch.cuda.max_memory_allocated(device.torch_device)) if device.kind == "cuda" else None
         rows.append({"variant": str(loaded.variant), "model": loaded.name, "batch": batch, "prompt_len": seq, "gen": 0,
                      "prefill_tokens_per_s": timing.tokens / timing.seconds if timing.seconds > 0 else 0.0,
@@ -344,7 +381,8 @@ def _profile_encoder(loaded, device: DeviceInfo, *, batches: list[int], seq: int
                      "peak_memory_bytes": peak,
                      "config_sources": report.summary.get("by_source") if report.summary else None,
                      "config_marks": report.summary.get("marks_by_source") if report.summary else None,
-                     "quality": None, "window": [started, time.perf_counter()]})
+                     "quality": None, "window": [started, ended],
+                     "time_by_kernel": time_by_kernel(timer)})
     return rows
 
 
