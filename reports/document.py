@@ -15,14 +15,12 @@ from .confirm_section import confirmation_section
 from .formatting import ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .serving_section import serving_section
+from .summary_section import summary_section
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
 from .trust_section import trust_section
 from .tuning_section import failure_counts, tuning_section  # noqa: F401  (charts imports failure_counts here)
 from .tuning_section import interval as _interval
-
-INTERPRETER_WARNING = ("Timings came from the CPU, not a GPU (our Triton kernels, where they ran, went through "
-                       "Triton's CPU interpreter): they are CPU wall clock and say nothing about GPU speed.")
 
 
 @dataclass
@@ -164,9 +162,7 @@ def _environment(runs: list[Run]) -> Section:
         row("peaks", peaks),
         row("command", lambda r: " ".join(r.data.get("command") or [])),
     ]
-    for r in runs:
-        if r.interpreter:
-            sec.blocks.append(Note(f"{r.label}: {INTERPRETER_WARNING}", "warning"))
+    # the device caveats (CPU interpreter, peaks, throttling) are stated once, in the Summary
     sec.blocks.append(Table("Runs", cols, rows))
     return sec
 
@@ -391,5 +387,7 @@ def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
                 confirmation_section(runs, Section, Table, Note), transfer_section(runs, Section, Table, Note),
                 _models(runs), _telemetry(runs), _profilers(runs),
                 _artifacts(runs, link_base)]
+    present = [s for s in sections if s is not None]
+    summary = summary_section(runs, {s.id: s.title for s in present}, Section, Note, Links, Link)
     title = "infertune report: " + ", ".join(r.label for r in runs)
-    return Document(title, runs, [s for s in sections if s is not None])
+    return Document(title, runs, [summary, *present])
