@@ -7,14 +7,17 @@ one small inline script: the page holds exactly SCRIPTS script elements."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jinja2
 import plotly.io as pio
+from markupsafe import Markup, escape
 from plotly.offline import get_plotlyjs
 
 from . import charts, tuning_charts
 from .document import Chart, Document, Folded, Links, Note, Table
+from .table_layout import SEPARATORS, alignment, compact_config, pieces
 
 SCRIPTS = 3  # plotly.js, the figures' JSON, the drawing script (when there is a chart)
 
@@ -33,7 +36,9 @@ h3 { font-size: 15px; margin: 18px 0 6px; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 4px 0 12px; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top;
-         max-width: 420px; overflow-wrap: anywhere; }
+         max-width: 420px; overflow-wrap: normal; word-break: keep-all; }
+td .w { white-space: nowrap; }
+abbr.config { text-decoration: underline dotted var(--muted); cursor: help; }
 th { background: #f3f5f7; font-weight: 600; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody td:first-child { white-space: nowrap; }
@@ -71,8 +76,8 @@ TEMPLATE = """<!DOCTYPE html>
 {% if b.kind == "table" %}
 <h3>{{ b.table.title }}</h3>
 <div class="scroll"><table>
-<thead><tr>{% for c in b.table.columns %}<th{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in b.table.rows %}<tr class="{{ b.flags[loop.index0] }}">{% for cell in row %}<td{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+<thead><tr>{% for c in b.heads %}<th{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ c }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in b.cells %}<tr class="{{ b.flags[loop.index0] }}">{% for cell in row %}<td{% if b.align[loop.index0] == "right" %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table></div>
 {% elif b.kind == "note" %}
@@ -148,6 +153,38 @@ def _flat(blocks: list) -> list:
     return out
 
 
+# a number and its unit ("27.47 ms", "513 MiB"): one non-breaking space between them
+_UNIT = re.compile(r"[^\s\d,|=(]{1,8}[,;:)|]?")
+# characters after which Chromium may break a line inside a word ("triton-|default", "runs/|demo")
+_SOFT_BREAKS = re.compile(r"[-/–—?!]")
+
+
+def cell_html(text: str) -> Markup:
+    """One table cell, escaped: it may wrap at spaces and after `,` and `|` (a <wbr> after each)
+    and nowhere else (a word holding `-` or `/` in a nowrap span; a number and its unit joined by a
+    non-breaking space); a long config shown compactly, its full text on hover."""
+    text = " ".join(str(text).split())
+    short = compact_config(text)
+    shown = short or text
+    out = []
+    parts = pieces(shown)
+    for i, piece in enumerate(parts):
+        if piece.isspace():
+            unit = (0 < i < len(parts) - 1 and parts[i - 1][-1].isdigit() and _UNIT.fullmatch(parts[i + 1]))
+            out.append("\u00a0" if unit else " ")
+            continue
+        html = str(escape(piece))
+        if piece[-1] in SEPARATORS:
+            html += "<wbr>"
+        if _SOFT_BREAKS.search(piece):
+            html = f'<span class="w">{html}</span>'
+        out.append(html)
+    body = "".join(out)
+    if short:
+        return Markup(f'<abbr class="config" title="{escape(text)}">{body}</abbr>')
+    return Markup(body)
+
+
 def render(doc: Document) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     figures: dict[str, dict] = {}
@@ -160,7 +197,9 @@ def render(doc: Document) -> str:
                 blocks.append(b)
             elif isinstance(b, Table):
                 blocks.append({"kind": "table", "table": b, "flags": b.flags or [""] * len(b.rows),
-                               "align": b.align or ["left"] * len(b.columns)})
+                               "align": alignment(b.columns, b.rows, b.align),
+                               "heads": [cell_html(c) for c in b.columns],
+                               "cells": [[cell_html(c) for c in row] for row in b.rows]})
             elif isinstance(b, Note):
                 blocks.append({"kind": "note", "note": b})
             elif isinstance(b, Chart):
