@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .document import Chart, Document, Folded, Link, Links, Note, Table
 from .runfile import one_line
+from .table_layout import alignment
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -27,7 +28,7 @@ def escape(text: str) -> str:
 def _table(t: Table) -> list[str]:
     lines = [f"**{escape(t.title)}**", ""]
     lines.append("| " + " | ".join(escape(c) or " " for c in t.columns) + " |")
-    align = t.align or ["left"] * len(t.columns)
+    align = alignment(t.columns, t.rows, t.align)  # number columns right (---:), as in the HTML
     lines.append("|" + "|".join("---:" if a == "right" else "---" for a in align) + "|")
     flags = t.flags or [""] * len(t.rows)
     for row, flag in zip(t.rows, flags):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from reports import terminal
+from reports import markdown, terminal
 from reports.document import Document, Section, Table, build
 from reports.load import load_runs
 from reports.table_layout import (
@@ -157,3 +157,12 @@ def test_terminal_table_kept_when_it_fits():
     narrow = _terminal(Document("t", [], [Section("s", "S", [t])]), 24)
     assert "variant: torch" in narrow and "│" not in narrow
     assert all(w in narrow for w in words("M=8,N=3072,K=576|fp32"))
+
+
+def test_markdown_aligns_number_columns_right():
+    t = Table("planted", ["variant", "p50", "problem"],
+              [["torch", "448 µs", "M=8,N=3072,K=576|fp32"], ["tuned", "-", "M=4,N=576|fp32"]])
+    text = markdown.render(Document("t", [], [Section("s", "S", [t])]))
+    assert "|---|---:|---|" in text
+    t.align = ["left", "left", "right"]  # a section's own alignment wins
+    assert "|---|---|---:|" in markdown.render(Document("t", [], [Section("s", "S", [t])]))
