@@ -153,6 +153,27 @@ def fit(columns: list[str], rows: list[list[str]], width: int) -> Fit:
     return Fit("table", widths)
 
 
+def column_groups(columns: list[str], rows: list[list[str]], width: int) -> list[list[int]] | None:
+    """For a table whose first column labels its rows (an empty header: "torch", "peaks", ...,
+    with one column per run), the columns cut into groups that each fit `width` beside that
+    first column, repeated in each: the Runs table of four runs at 120 columns is two tables
+    instead of 4 x 14 lines of blocks. None for any other table, or when one run's column does
+    not fit beside the labels."""
+    if len(columns) < 3 or str(columns[0]).strip():
+        return None
+    least = [max(longest_word(str(c)) for c in [columns[i], *[r[i] for r in rows if i < len(r)]]) or 1
+             for i in range(len(columns))]
+    groups: list[list[int]] = []
+    for i in range(1, len(columns)):
+        if groups and sum(least[j] for j in [0, *groups[-1], i]) + table_overhead(len(groups[-1]) + 2) <= width:
+            groups[-1].append(i)
+        elif least[0] + least[i] + table_overhead(2) <= width:
+            groups.append([i])
+        else:
+            return None
+    return [[0, *g] for g in groups]
+
+
 def vertical(columns: list[str], row: list[str], width: int) -> list[str]:
     """One row as lines "column  value", the value wrapped under itself; the first cell is the
     block's heading; an empty cell ("-") is left out (a 14-column row of the kernel table is

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from .document import Chart, Document, Folded, Links, Note, Table
 from .runfile import one_line
-from .table_layout import alignment, fit, vertical, wrap
+from .table_layout import alignment, column_groups, fit, vertical, wrap
 
 
 def _text(value: str, style: str | None = None) -> Text:
@@ -30,6 +30,13 @@ def _table(b: Table, console: Console) -> None:
     flags = b.flags or [""] * len(rows)
     width = console.width
     layout = fit(columns, rows, width)
+    groups = column_groups(columns, rows, width) if layout.layout == "vertical" else None
+    if groups:
+        for k, group in enumerate(groups):
+            title = b.title + (f" ({k + 1}/{len(groups)})" if len(groups) > 1 else "")
+            _table(Table(title, [columns[i] for i in group], [[r[i] for i in group] for r in rows], b.flags,
+                         [b.align[i] for i in group] if b.align else None), console)
+        return
     if layout.layout == "vertical":
         console.print(Text(one_line(b.title), style="bold"), no_wrap=False)
         for row, flag in zip(rows, flags):  # indented under the title: the blocks read as its rows

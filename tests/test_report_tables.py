@@ -17,6 +17,7 @@ from reports.document import Document, Section, Table, build
 from reports.load import load_runs
 from reports.table_layout import (
     COMPACT_OVER,
+    column_groups,
     compact_config,
     fit,
     is_number,
@@ -166,3 +167,18 @@ def test_markdown_aligns_number_columns_right():
     assert "|---|---:|---|" in text
     t.align = ["left", "left", "right"]  # a section's own alignment wins
     assert "|---|---|---:|" in markdown.render(Document("t", [], [Section("s", "S", [t])]))
+
+
+def test_label_tables_fold_into_column_groups():
+    rng = random.Random()
+    n_runs = rng.randint(3, 6)
+    stamp = "2026-11-28T13:48:49+00:00"  # 25 characters, one word: 4 of them do not fit 80 columns
+    columns = ["", *[f"run{i}" for i in range(n_runs)]]
+    rows = [["created", *[stamp] * n_runs], ["torch", *["2.13.0+cpu"] * n_runs]]
+    groups = column_groups(columns, rows, 80)
+    assert groups and all(g[0] == 0 for g in groups)
+    assert [i for g in groups for i in g[1:]] == list(range(1, n_runs + 1))  # each run once, in order
+    assert all(len(g) - 1 <= (80 - 7 - 1) // (25 + 3) for g in groups)  # as many as fit beside "created"
+    assert column_groups(["variant", "a", "b"], [["x", stamp, stamp]], 40) is None  # rows not labelled
+    out = _terminal(Document("t", [], [Section("s", "S", [Table("Runs", columns, rows)])]), 80)
+    assert out.count(stamp) == n_runs and f"Runs (1/{len(groups)})" in out
