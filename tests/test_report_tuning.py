@@ -19,8 +19,14 @@ from rich.console import Console
 from reports import html, markdown, terminal
 from reports.document import Chart, Folded, Note, Table, build
 from reports.load import load_runs
-from reports.tuning_section import (CHART_TITLE, MIN_FAILURES_CHART, MIN_HISTORY_TRIALS, MIN_IMPORTANCE_TRIALS,
-                                    MIN_PARALLEL_TRIALS, TABLE_TITLE)
+from reports.tuning_section import (
+    CHART_TITLE,
+    MIN_FAILURES_CHART,
+    MIN_HISTORY_TRIALS,
+    MIN_IMPORTANCE_TRIALS,
+    MIN_PARALLEL_TRIALS,
+    TABLE_TITLE,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO = DATA / "demo-runs" / "autotune"
@@ -116,6 +122,13 @@ def _planted(n_trials: int, n_failed: int, seed: int) -> dict:
     return run
 
 
+def write_planted_run(dest: Path, n_trials: int = 12, n_failed: int = 2, seed: int = 0) -> Path:
+    """A run directory at `dest` holding _planted(...): every per-problem chart has enough data."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "run.json").write_text(json.dumps(_planted(n_trials, n_failed, seed)))
+    return dest
+
+
 @pytest.mark.parametrize("n_trials,n_failed", [(0, 3), (1, 1), (2, 0), (3, 2), (9, 0), (10, 1), (14, 2)])
 def test_each_chart_needs_its_threshold_of_trials(n_trials, n_failed, tmp_path):
     seed = random.randrange(2**31)
@@ -140,7 +153,7 @@ def test_each_chart_needs_its_threshold_of_trials(n_trials, n_failed, tmp_path):
 
 
 def test_the_html_folds_each_problem_and_draws_its_charts_when_opened(tmp_path):
-    sec, doc = _tuning([DEMO])
+    _, doc = _tuning([DEMO])
     page = html.render(doc)
     tuning = page[page.index('<section id="tuning">'):]
     tuning = tuning[:tuning.index("</section>")]

@@ -116,16 +116,20 @@ def test_markdown_flags_the_regression_and_not_the_noise(tmp_path):
 
 @pytest.fixture(scope="module")
 def full_html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "report.html"
-    write_report(runs(*ALL), out)
-    return out.read_text()
+    from tests.test_report_tuning import write_planted_run
+
+    base = tmp_path_factory.mktemp("report")
+    # the fixture autotune run has 2 completed trials: a planted one with 12 has every tuning chart
+    planted = write_planted_run(base / "planted-tuning")
+    write_report([*runs(*ALL), str(planted)], base / "report.html")
+    return (base / "report.html").read_text()
 
 
 def test_html_has_every_section(full_html):
     for section in ("environment", "comparison", "kernels", "tuning", "models", "telemetry", "profilers", "artifacts"):
         assert f'<section id="{section}">' in full_html
-    for chart in ("roofline", "history", "importance", "parallel", "failures", "quant_search", "quant_plan",
-                  "telemetry"):
+    for chart in ("roofline", "tuning_speedup", "history", "importance", "parallel", "failures", "quant_search",
+                  "quant_plan", "telemetry"):
         assert f'data-chart="{chart}"' in full_html, chart
     assert 'class="chart-missing"' not in full_html
     assert "Timings came from the CPU, not a GPU" in full_html
@@ -166,7 +170,9 @@ def test_optuna_charts_explain_when_they_do_not_fit(tmp_path):
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "run.json").write_text(json.dumps(run))
     html = write_report([tmp_path / "one"], tmp_path / "r.html").read_text()
-    assert "parameter importances need at least 2 completed trials (1 here)" in html
+    assert "Best so far: not drawn, 1 completed trial(s); a curve needs 2." in html
+    assert "Parameter importances: not drawn, 1 completed trial(s); they are noise from fewer than 10." in html
+    assert 'data-chart="history"' not in html and 'data-chart="importance"' not in html
 
 
 def test_document_tables_are_the_same_for_every_format():

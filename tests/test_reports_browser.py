@@ -48,6 +48,8 @@ def _free_port() -> int:
 
 
 class Browser:
+    planted = ""  # the planted tuning run's folder as a file: URI, where the page fixture adds one
+
     def __init__(self, executable: str, timeout_s: float = 60.0) -> None:
         import websocket
 
@@ -241,9 +243,14 @@ def _browser_or_skip() -> str:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     executable = _browser_or_skip()
-    out = tmp_path_factory.mktemp("browser") / "report.html"
-    write_report([RUNS / n for n in ALL], out)
+    from tests.test_report_tuning import write_planted_run
+
+    base = tmp_path_factory.mktemp("browser")
+    out = base / "report.html"
+    # the fixture autotune run has 2 completed trials: a planted one with 12 has every tuning chart
+    write_report([*(RUNS / n for n in ALL), write_planted_run(base / "planted-tuning")], out)
     browser = Browser(executable)
+    browser.planted = (base / "planted-tuning").as_uri() + "/"
     try:
         browser.open(out, settle_s=2.0)
         yield browser
@@ -267,11 +274,18 @@ def test_loads_without_console_errors(page):
     assert page.evaluate("typeof Plotly") == "object"
 
 
+def open_folds(page) -> None:
+    """Open every <details> (the per-problem tuning detail) and wait for its charts to draw."""
+    page.evaluate("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
+    page.drain(1.5)
+
+
 def test_every_chart_renders(page):
+    open_folds(page)
     charts = page.evaluate(CHARTS_JS)
     kinds = {c["kind"] for c in charts}
-    assert {"roofline", "history", "importance", "parallel", "failures", "quant_search", "quant_plan",
-            "telemetry"} <= kinds
+    assert {"roofline", "tuning_speedup", "history", "importance", "parallel", "failures", "quant_search",
+            "quant_plan", "telemetry"} <= kinds
     for c in charts:
         assert c["svg"] + c["canvas"] > 0, c
         assert c["traces"] > 0, c
@@ -298,7 +312,7 @@ def test_hostile_name_is_text_not_script(page):
     # not links: every link on the page is a file inside a run directory (or a #section)
     hrefs = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(function (a) { return a.href; })")
     files = [h for h in hrefs if "#" not in h]
-    assert files and all(h.startswith(RUNS.as_uri() + "/") for h in files), files
+    assert files and all(h.startswith((RUNS.as_uri() + "/", page.planted)) for h in files), files
     assert not any("passwd" in h or "alert" in h for h in hrefs), hrefs
 
 
