@@ -41,7 +41,7 @@ def build(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
     fn = {"roofline": roofline, "history": history, "importance": importance, "parallel": parallel,
           "failures": failures, "quant_search": quant_search, "quant_plan": quant_plan,
           "telemetry": telemetry, "serving_latency": serving_latency,
-          "serving_distribution": serving_distribution}[chart.kind]
+          "serving_distribution": serving_distribution, "time_by_kernel": time_by_kernel}[chart.kind]
     try:
         return fn(chart, runs)
     except (ValueError, RuntimeError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
@@ -329,3 +329,48 @@ def serving_distribution(chart: Chart, runs: list[Run]):
     fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} (ms)", **_latency_axis(xs_all))
     fig.update_yaxes(title="fraction of requests at or below", range=[0, 1.02])
     return _layout(fig, chart.title, height=400, legend={"font": {"size": 10}}), None
+
+
+# --------------------------------------------------------------------------- time per kernel
+
+
+def time_by_kernel(chart: Chart, runs: list[Run]):
+    """One horizontal stacked bar per variant (and batch), prefill above decode: a segment per
+    kernel, the same color in both panels, largest first; the time outside our kernels last, grey."""
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    from .time_section import OUTSIDE, PHASES, bar_label, phase_parts
+
+    rows = [m for m in _run(runs, chart.args["run"]).data["models"] if m.get("time_by_kernel")]
+    phases = [p for p in PHASES if any(phase_parts(m, p) for m in rows)]
+    if not phases:
+        return None, "no phase was timed"
+    totals: dict[str, float] = {}
+    for m in rows:
+        for p in phases:
+            for name, value in (phase_parts(m, p) or ({}, 0, 0))[0].items():
+                totals[name] = totals.get(name, 0.0) + value
+    order = sorted(totals, key=lambda k: -totals[k])
+    colors = {k: qualitative.Plotly[i % len(qualitative.Plotly)] for i, k in enumerate(order)}
+    colors[OUTSIDE] = "#bbbbbb"
+    labels = [bar_label(m, rows) for m in rows]
+    fig = make_subplots(rows=len(phases), cols=1, subplot_titles=[f"{p} (ms)" for p in phases],
+                        vertical_spacing=0.18)
+    for i, p in enumerate(phases, start=1):
+        for name in [*order, OUTSIDE]:
+            values = []
+            for m in rows:
+                parts = phase_parts(m, p)
+                values.append(None if parts is None else (parts[1] if name == OUTSIDE else parts[0].get(name)))
+            if not any(values):
+                continue
+            fig.add_trace(go.Bar(y=labels, x=values, orientation="h", name=name, legendgroup=name,
+                                 showlegend=not any(t.name == name for t in fig.data), marker={"color": colors[name]},
+                                 legendrank=1000 if name == OUTSIDE else 1 + order.index(name),
+                                 hovertemplate="%{y}<br>" + name + ": %{x:.3g} ms<extra></extra>"), row=i, col=1)
+        fig.update_yaxes(autorange="reversed", row=i, col=1)
+    height = 120 + len(phases) * (60 + 28 * len(rows))
+    return _layout(fig, chart.title, barmode="stack", height=height, legend={"font": {"size": 10}},
+                   margin={**LAYOUT["margin"], "t": 70}), None
+

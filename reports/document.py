@@ -15,6 +15,7 @@ from .confirm_section import confirmation_section
 from .formatting import ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .serving_section import serving_section
+from .time_section import time_section
 from .summary_section import summary_section
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
@@ -385,7 +386,7 @@ def build(runs: list[Run], *, link_base: Path | None = None) -> Document:
                 serving_section(runs, Section, Table, Note, Chart), traffic_section(runs, Section, Table, Note),
                 trust_section(runs, Section, Table, Note),
                 confirmation_section(runs, Section, Table, Note), transfer_section(runs, Section, Table, Note),
-                _models(runs), _telemetry(runs), _profilers(runs),
+                _models(runs), time_section(runs, Section, Table, Note, Chart), _telemetry(runs), _profilers(runs),
                 _artifacts(runs, link_base)]
     present = [s for s in sections if s is not None]
     summary = summary_section(runs, {s.id: s.title for s in present}, Section, Note, Links, Link)
