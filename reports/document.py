@@ -15,8 +15,8 @@ from .confirm_section import confirmation_section
 from .formatting import ms, num
 from .load import INSIDE, MISSING, Run, artifact
 from .serving_section import serving_section
-from .time_section import time_section
 from .summary_section import summary_section
+from .time_section import time_section
 from .traffic_section import traffic_section
 from .transfer_section import transfer_section
 from .trust_section import trust_section
