@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .formatting import ms
+from .formatting import num
 
 PHASES = ("prefill", "decode")
 OUTSIDE = "outside our kernels"
@@ -96,9 +96,10 @@ def time_section(runs: list[Any], Section, Table, Note, Chart) -> Any | None:
                                    "infertune timed kernels)."))
         sec.blocks.append(Chart(f"time-{r.label}", f"{r.label}: time per kernel, prefill and decode (ms over the run)",
                                 "time_by_kernel", {"run": r.label}))
-        table_rows = [[label, phase, name, ms(value), f"{share:.1f}%"]
+        # the unit in the header, not the cells: a cell "340.7 ms" may fold between number and unit at 80 columns
+        table_rows = [[label, phase, name, num(value), f"{share:.1f}%"]
                       for label, phase, name, value, share in ranking(rows)]
         sec.blocks.append(Table(f"{r.label}: time per kernel, largest first per variant and phase",
-                                ["variant", "phase", "kernel", "time", "% of phase"], table_rows,
+                                ["variant", "phase", "kernel", "ms", "% of phase"], table_rows,
                                 align=["left", "left", "left", "right", "right"]))
     return sec
