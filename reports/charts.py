@@ -38,7 +38,7 @@ def _tuning_entry(runs: list[Run], chart: Chart) -> dict[str, Any]:
 
 
 def build(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
-    fn = {"roofline": roofline, "history": history, "importance": importance, "parallel": parallel,
+    fn = {"tuning_speedup": tuning_speedup, "roofline": roofline, "history": history, "importance": importance, "parallel": parallel,
           "failures": failures, "quant_search": quant_search, "quant_plan": quant_plan,
           "telemetry": telemetry, "serving_latency": serving_latency,
           "serving_distribution": serving_distribution, "time_by_kernel": time_by_kernel}[chart.kind]
@@ -374,3 +374,30 @@ def time_by_kernel(chart: Chart, runs: list[Run]):
     return _layout(fig, chart.title, barmode="stack", height=height, legend={"font": {"size": 10}},
                    margin={**LAYOUT["margin"], "t": 70}), None
 
+
+# -- the tuning section's chart: tuned-vs-default speedup per problem, sorted (reports.tuning_section
+# computes the points; they travel in the chart's args) ------------------------------------------
+BAR_PX = 22  # one bar's height: 34 problems (the demo) make a 900 px chart that still reads
+
+
+def tuning_speedup(chart: Chart, runs: list[Run]) -> tuple[go.Figure | None, str | None]:
+    del runs  # the points travel in the chart's args
+    points = chart.args.get("points") or []
+    if not points:
+        return None, "no problem has a speedup over its default"
+    # plotly draws the first category at the bottom: reversed, so the fastest is on top
+    ordered = list(reversed(points))
+    colors = ["#2e8b57" if p["speedup"] > 1 else "#c0392b" if p["speedup"] < 1 else "#8a949e" for p in ordered]
+    fig = go.Figure(go.Bar(x=[p["speedup"] for p in ordered], y=[p["label"] for p in ordered], orientation="h",
+                           marker={"color": colors}, text=[f"{p['speedup']:.2f}x" for p in ordered],
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}<br>%{x:.3f}x over its default<extra></extra>"))
+    fig.add_vline(x=1.0, line={"dash": "dot", "color": "#5b6570"})
+    top = max(p["speedup"] for p in points)
+    fig.update_xaxes(title="speedup over the default config (x, higher is better)", range=[0, max(1.2, top * 1.15)])
+    fig.update_yaxes(automargin=True, tickfont={"size": 11})
+    height = max(LAYOUT["height"], 120 + BAR_PX * len(points))
+    fig.update_layout(**{**LAYOUT, "height": height, "showlegend": False,
+                         "margin": {**LAYOUT["margin"], "l": 20}})
+    fig.update_layout(title={"text": chart.title, "font": {"size": 14}})
+    return fig, None

@@ -374,8 +374,9 @@ def _artifacts(runs: list[Run], base: Path | None) -> Section:
                 links.append(Link(text, a.name, None, OUTSIDE_NOTE))
         sec.blocks.append(Links(r.label, links))
         for note in r.data.get("notes") or []:
-            sec.blocks.append(Note(f"{r.label}: {note}", "warning" if "interpreter" in note or "synthetic" in note
-                                   else "info"))
+            if r.interpreter and "interpreter" in note:
+                continue  # the Summary states the CPU-interpreter caveat once, for every run it applies to
+            sec.blocks.append(Note(f"{r.label}: {note}", "warning" if "synthetic" in note else "info"))
     return sec
 
 

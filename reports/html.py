@@ -15,7 +15,7 @@ import plotly.io as pio
 from markupsafe import Markup, escape
 from plotly.offline import get_plotlyjs
 
-from . import charts, tuning_charts
+from . import charts
 from .document import Chart, Document, Folded, Links, Note, Table
 from .table_layout import SEPARATORS, alignment, compact_config, pieces
 
@@ -203,8 +203,7 @@ def render(doc: Document) -> str:
             elif isinstance(b, Note):
                 blocks.append({"kind": "note", "note": b})
             elif isinstance(b, Chart):
-                build = tuning_charts.build if b.kind in tuning_charts.KINDS else charts.build
-                fig, reason = build(b, doc.runs)
+                fig, reason = charts.build(b, doc.runs)
                 chart = Chart(_id(b.id, used), b.title, b.kind, b.args)
                 if fig is not None:
                     figures[chart.id] = json.loads(pio.to_json(fig, validate=False))

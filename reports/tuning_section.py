@@ -30,7 +30,7 @@ MIN_SPEEDUP_PROBLEMS = 2
 
 TABLE_TITLE = "Every tuned problem"
 CHART_TITLE = "Tuned vs default: speedup per problem"
-SPEEDUP_KIND = "tuning_speedup"  # the chart kind reports.tuning_charts draws
+SPEEDUP_KIND = "tuning_speedup"  # the chart kind reports.charts.tuning_speedup draws
 
 
 def tuning_section(runs: list[Any], Section, Table, Note, Chart, Folded) -> Any:

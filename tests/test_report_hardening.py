@@ -327,8 +327,11 @@ def test_markdown_links_only_files_inside_the_run_directory(linked_run, capsys):
     code, _ = _main(["report", linked_run, "--out", out], capsys)
     assert code == 0
     text = out.read_text()
-    targets = re.findall(r"^- \[[^`]*?\]\(([^)]*)\)$", text, flags=re.MULTILINE)
-    assert text.count("](") == len(targets) + 1  # the one other: inside the code span of [click](...)
+    links = re.findall(r"^- \[[^`]*?\]\(([^)]*)\)$", text, flags=re.MULTILINE)
+    assert text.count("](") == len(links) + 1  # the one other: inside the code span of [click](...)
+    # the Summary's findings link to sections of the report itself (#id); every other link is a file
+    targets = [t for t in links if not t.startswith("#")]
+    assert all(re.fullmatch(r"#[a-z0-9-]+", t) for t in links if t.startswith("#"))
     assert sorted(targets) == sorted(["run/run.json", "run/ok%20file%20%281%29.txt", "run/nested/trace.json"])
     assert "- `run/javascript:alert(6)` (outside the run directory: not linked)" in text
     assert "- `run/../../../../etc/passwd` (outside the run directory: not linked)" in text

@@ -177,7 +177,7 @@ def test_optuna_charts_explain_when_they_do_not_fit(tmp_path):
 
 def test_document_tables_are_the_same_for_every_format():
     doc = build(load_runs(runs("kernel-a")))
-    assert [s.id for s in doc.sections] == ["environment", "kernels", "telemetry", "profilers", "artifacts"]
+    assert [s.id for s in doc.sections] == ["summary", "environment", "kernels", "telemetry", "profilers", "artifacts"]
 
 
 # --------------------------------------------------------------------------- CLI
