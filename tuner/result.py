@@ -78,6 +78,7 @@ class TuneResult:
                                                            "remeasured": 0, "still_flagged": 0, "examples": []})
     interrupted: bool = False
     interpreter: bool = False
+    seconds: float | None = None   # wall time of this invocation's search of the problem (tune())
     # Every config run in the study, in run order: {"trial", "config", "state", "median_ms",
     # "kind", "reason"}: what best-so-far curves, importances and failure tables are drawn from.
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -113,7 +114,7 @@ class TuneResult:
             "taken_elsewhere": self.taken_elsewhere, "abandoned": self.abandoned, "default_kept": self.default_kept,
             "warm_started": self.warm_started,
             "retimed": self.retimed, "race": self.race, "noise": self.noise, "interrupted": self.interrupted, "interpreter": self.interpreter,
-            "history": self.history,
+            "seconds": self.seconds, "history": self.history,
         }
 
 

@@ -217,6 +217,7 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
     Returns the TuneResult; on Ctrl-C the result of what was measured, `interrupted` set.
     Raises NoValidConfig, samplers.UnknownSampler.
     """
+    began = time.monotonic()
     space = Space(spec, problem, device)
     if not len(space):
         raise NoValidConfig(f"{spec.name}: no config of its space is valid for {spec.shape_key(problem)}")
@@ -280,6 +281,7 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             search.guard.close()
     result.abandoned = search.shared.abandoned
     _summarize(result, search.measured, default)
+    result.seconds = time.monotonic() - began  # the whole call: workers' start, trials, race
     return result
 
 
