@@ -16,6 +16,8 @@ import kernels
 from kernels import _nvtx, kernel_timer
 from kernels.kernel_timer import KernelTimer
 
+from .test_nvtx import _median_pair_us  # one timing loop for both overhead tests
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -122,18 +124,6 @@ def test_torch_profiler_records_our_ranges(tmp_path):
     names = {e["name"] for e in events if e.get("cat") == "user_annotation"}
     assert "prefill B=1 S=5" in names
     assert any(n.startswith("rmsnorm BLOCK") for n in names), names
-
-
-def _median_pair_us(factory, pairs: int = 2000, batches: int = 15) -> float:
-    per_pair = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(pairs):
-            with factory():
-                pass
-        per_pair.append((time.perf_counter() - t0) / pairs * 1e6)
-    per_pair.sort()
-    return per_pair[len(per_pair) // 2]
 
 
 def test_an_unrecorded_range_stays_about_a_microsecond():
