@@ -73,21 +73,25 @@ class Matched:
     changes: list[Change]  # one per run after the first
 
 
+def _aligned(per_run: list[list[tuple[tuple, dict[str, Any]]]]) -> list[tuple[tuple, list[dict[str, Any] | None]]]:
+    """(key, one row per run: its first row of that key, or None), for every key in first-seen
+    order across the runs. Pure: what the kernel, model and serving matches share."""
+    keys: dict[tuple, None] = {}
+    index: list[dict[tuple, dict[str, Any]]] = []
+    for pairs in per_run:
+        table: dict[tuple, dict[str, Any]] = {}
+        for key, row in pairs:
+            table.setdefault(key, row)
+            keys.setdefault(key)
+        index.append(table)
+    return [(key, [t.get(key) for t in index]) for key in keys]
+
+
 def match_kernels(runs: list[dict[str, Any]]) -> list[Matched]:
     """Every (kind, kernel, problem, variant) seen in any run, in first-seen order."""
-    keys: list[tuple] = []
-    index: list[dict[tuple, dict[str, Any]]] = []
-    for run in runs:
-        table = {}
-        for row in run.get("measurements") or []:
-            key = kernel_key(run["kind"], row)
-            table.setdefault(key, row)
-            if key not in keys:
-                keys.append(key)
-        index.append(table)
     out = []
-    for key in keys:
-        rows = [t.get(key) for t in index]
+    for key, rows in _aligned([[(kernel_key(run["kind"], row), row) for row in run.get("measurements") or []]
+                               for run in runs]):
         ref = rows[0]
         changes = [timing_change(ref and ref["timing"], r and r["timing"]) for r in rows[1:]]
         out.append(Matched(key, rows, changes))
@@ -96,19 +100,8 @@ def match_kernels(runs: list[dict[str, Any]]) -> list[Matched]:
 
 def match_models(runs: list[dict[str, Any]], metric: str = "decode_tokens_per_s") -> list[Matched]:
     """Every (model, variant, batch) seen in any run; changes in `metric` (tokens/s)."""
-    keys: list[tuple] = []
-    index: list[dict[tuple, dict[str, Any]]] = []
-    for run in runs:
-        table = {}
-        for row in run.get("models") or []:
-            key = model_key(row)
-            table.setdefault(key, row)
-            if key not in keys:
-                keys.append(key)
-        index.append(table)
     out = []
-    for key in keys:
-        rows = [t.get(key) for t in index]
+    for key, rows in _aligned([[(model_key(row), row) for row in run.get("models") or []] for run in runs]):
         ref = rows[0]
         changes = [throughput_change(ref and ref.get(metric), r and r.get(metric)) for r in rows[1:]]
         out.append(Matched(key, rows, changes))
@@ -222,21 +215,11 @@ def serving_metric_change(metric: str, ref: dict[str, Any] | None, new: dict[str
 def match_serving(servings: list[dict[str, Any]]) -> list[ServingMatch]:
     """Every load level seen in any of `servings` (run.json "serving" dicts), in first-seen
     order, with each run's level and the changes of SERVING_METRICS against the first run."""
-    keys: list[tuple[str, float]] = []
-    index: list[dict[tuple[str, float], dict[str, Any]]] = []
-    for serving in servings:
-        table: dict[tuple[str, float], dict[str, Any]] = {}
-        for level in serving.get("levels") or []:
-            key = serving_level_key(serving.get("mode", "rate"), level)
-            if key is None:
-                continue
-            table.setdefault(key, level)
-            if key not in keys:
-                keys.append(key)
-        index.append(table)
+    per_run = [[(key, level) for level in serving.get("levels") or []
+                if (key := serving_level_key(serving.get("mode", "rate"), level)) is not None]
+               for serving in servings]
     out = []
-    for key in keys:
-        rows = [t.get(key) for t in index]
+    for key, rows in _aligned(per_run):
         changes = {m: [serving_metric_change(m, rows[0], r) for r in rows[1:]] for m in SERVING_METRICS}
         out.append(ServingMatch(key, rows, changes))
     return out

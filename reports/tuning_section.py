@@ -193,20 +193,18 @@ def _charts(r: Any, t: dict[str, Any], n: int, title: str, Note, Chart) -> list[
         out.append(Chart(f"history-{n}", f"{title}: best so far against trial", "history", args))
     else:
         out.append(Note(f"Best so far: not drawn, {done} completed trial(s); a curve needs {MIN_HISTORY_TRIALS}."))
-    if done < MIN_IMPORTANCE_TRIALS:
-        out.append(Note(f"Parameter importances: not drawn, {done} completed trial(s); they are noise from fewer "
-                        f"than {MIN_IMPORTANCE_TRIALS}."))
-    elif not varied:
-        out.append(Note("Parameter importances: not drawn, no parameter took two values in the completed trials."))
-    else:
-        out.append(Chart(f"importance-{n}", f"{title}: parameter importances", "importance", dict(args)))
-    if done < MIN_PARALLEL_TRIALS:
-        out.append(Note(f"Parallel coordinates: not drawn, {done} completed trial(s); a pattern needs "
-                        f"{MIN_PARALLEL_TRIALS}."))
-    elif not varied:
-        out.append(Note("Parallel coordinates: not drawn, no parameter took two values in the completed trials."))
-    else:
-        out.append(Chart(f"parallel-{n}", f"{title}: parallel coordinates", "parallel", dict(args)))
+    # (label, kind, title, minimum, why that minimum): both need trials that varied a parameter
+    for label, kind, what, minimum, why in (
+            ("Parameter importances", "importance", "parameter importances", MIN_IMPORTANCE_TRIALS,
+             f"they are noise from fewer than {MIN_IMPORTANCE_TRIALS}"),
+            ("Parallel coordinates", "parallel", "parallel coordinates", MIN_PARALLEL_TRIALS,
+             f"a pattern needs {MIN_PARALLEL_TRIALS}")):
+        if done < minimum:
+            out.append(Note(f"{label}: not drawn, {done} completed trial(s); {why}."))
+        elif not varied:
+            out.append(Note(f"{label}: not drawn, no parameter took two values in the completed trials."))
+        else:
+            out.append(Chart(f"{kind}-{n}", f"{title}: {what}", kind, dict(args)))
     return out
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from abc import ABC, abstractmethod
 
 from kernels.config_source import ConfigSource, using_config_source
 
 
-class Worker:
+class Worker(ABC):
     """Subclasses set `name` and implement `_serve()`, which returns when `_stopping` is set
     (checked under `_cond`; `_halt` notifies it)."""
 
@@ -45,5 +46,6 @@ class Worker:
         with using_config_source(source) if source is not None else contextlib.nullcontext():
             self._serve()
 
+    @abstractmethod
     def _serve(self) -> None:
-        raise NotImplementedError
+        """The thread's loop (Engine: scheduler steps; EmbedBatcher: batches)."""

@@ -7,15 +7,12 @@ from __future__ import annotations
 from reports import html
 from reports.document import build
 from tests.test_report_serving import ALL, runs
-from tests.test_reports_browser import CHARTS_JS, Browser, _browser_or_skip
+from tests.test_reports_browser import CHARTS_JS, opened
 
 
 def test_serving_charts_render_in_chromium(tmp_path):
-    executable = _browser_or_skip()
     out = html.write(build(runs(*ALL)), tmp_path / "serving.html")
-    browser = Browser(executable)
-    try:
-        browser.open(out, settle_s=2.0)
+    with opened(out, 2.0) as browser:
         assert browser.errors() == [] and browser.dialogs() == []
         found = [c for c in browser.evaluate(CHARTS_JS) if c["kind"].startswith("serving_")]
         assert sorted(c["kind"] for c in found) == ["serving_distribution"] * 3 + ["serving_latency"]
@@ -25,5 +22,3 @@ def test_serving_charts_render_in_chromium(tmp_path):
         latency = browser.evaluate("document.querySelector('[data-chart=serving_latency]').data.length")
         assert latency == 14
         assert browser.evaluate("window.__pwned === undefined")
-    finally:
-        browser.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reports import write_report
-from tests.test_reports_browser import Browser, _browser_or_skip
+from tests.test_reports_browser import opened
 
 DEMO = Path(__file__).parent / "data" / "demo-runs"
 NAMES = ("kernel", "autotune", "generate", "embed")
@@ -20,15 +20,10 @@ NAMES = ("kernel", "autotune", "generate", "embed")
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    executable = _browser_or_skip()
     out = tmp_path_factory.mktemp("summary") / "report.html"
     write_report([DEMO / n for n in NAMES], out)
-    browser = Browser(executable)
-    try:
-        browser.open(out, settle_s=1.0)
+    with opened(out, 1.0) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def test_the_first_section_is_the_summary_with_the_figures(page):

@@ -16,9 +16,8 @@ import pytest
 
 from reports import write_report
 from tests.test_reports_browser import (
-    Browser,
-    _browser_or_skip,
     distinct_colors,
+    opened,
     png_pixels,
 )
 
@@ -82,17 +81,15 @@ ALIGN_JS = """(function () {
 
 @pytest.fixture(scope="module")
 def demo_page(tmp_path_factory):
-    executable = _browser_or_skip()
     out = tmp_path_factory.mktemp("demo-report") / "report.html"
     write_report(DEMO_RUNS, out)
-    browser = Browser(executable)
-    try:
+
+    def viewport(browser) -> None:
         browser.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1,
                      mobile=False)
-        browser.open(out, settle_s=1.0)
+
+    with opened(out, 1.0, viewport) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def test_screenshot_of_the_first_screen(demo_page):

@@ -13,12 +13,13 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from reports import charts, write_report
 from reports.document import Chart, Note, Table, build
 from reports.load import load_runs
+
+from .test_profile import fast  # noqa: F401 - the fixture: fast CPU timing settings, one thread
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo-runs"
 KERNELS = ["matmul", "attention", "rmsnorm", "rope", "swiglu", "attention_decode"]
@@ -92,18 +93,9 @@ def test_runs_without_kernel_times_have_no_section():
     assert section(doc, "time") is None
 
 
-@pytest.fixture
-def fast(monkeypatch, tmp_path):
-    for k, v in {"INFERTUNE_WARMUP_MS": "0", "INFERTUNE_REP_MS": "0", "INFERTUNE_MIN_REPS_CPU": "3",
-                 "INFERTUNE_DB": str(tmp_path / "tuned.db")}.items():
-        monkeypatch.setenv(k, v)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
-def test_profile_model_records_the_kernels_the_model_launches(tmp_path, fast):
+def test_profile_model_records_the_kernels_the_model_launches(tmp_path, fast):  # noqa: F811 - the fixture
     from infertune.cli import app
     from infertune.rundir import read_run
     from runtime.launches import kernel_launches
@@ -133,14 +125,11 @@ def test_profile_model_records_the_kernels_the_model_launches(tmp_path, fast):
 
 
 def test_the_section_draws_in_chromium(tmp_path):
-    from .test_reports_browser import Browser, _browser_or_skip
+    from .test_reports_browser import opened
 
-    executable = _browser_or_skip()
     folder, rows = plant(tmp_path, random.randrange(2**31))
     out = write_report([folder], tmp_path / "report.html")
-    browser = Browser(executable)
-    try:
-        browser.open(out, settle_s=2.0)
+    with opened(out, 2.0) as browser:
         assert browser.errors() == []
         found = browser.evaluate("""(function () {
           var sec = document.getElementById('time'); if (!sec) return null;
@@ -157,5 +146,3 @@ def test_the_section_draws_in_chromium(tmp_path):
         if __import__("os").environ.get("INFERTUNE_TIME_SCREENSHOT"):
             browser.evaluate("document.getElementById('time').scrollIntoView()")
             Path(__import__("os").environ["INFERTUNE_TIME_SCREENSHOT"]).write_bytes(browser.screenshot())
-    finally:
-        browser.close()

@@ -13,7 +13,7 @@ import pytest
 
 from reports import write_report
 from reports.tuning_section import MIN_HISTORY_TRIALS
-from tests.test_reports_browser import Browser, _browser_or_skip
+from tests.test_reports_browser import opened
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo-runs" / "autotune"
 
@@ -28,15 +28,10 @@ CHARTS_JS = """Array.from(document.querySelectorAll('#tuning .chart')).map(funct
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    executable = _browser_or_skip()
     out = tmp_path_factory.mktemp("tuning-browser") / "report.html"
     write_report([DEMO], out)
-    browser = Browser(executable)
-    try:
-        browser.open(out, settle_s=1.5)
+    with opened(out, 1.5) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def test_per_problem_charts_are_folded_and_drawn_when_opened(page):

@@ -9,6 +9,7 @@ sets it; .ci/run installs chromium), where that is a failure."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -240,22 +241,34 @@ def _browser_or_skip() -> str:
     return path
 
 
+@contextlib.contextmanager
+def opened(path: Path, settle_s: float = 2.0, before=None):
+    """Headless Chromium on the report at `path` (the test is skipped where there is none),
+    closed afterwards; `before(browser)` runs before the page opens (a viewport, a mark)."""
+    browser = Browser(_browser_or_skip())
+    try:
+        if before is not None:
+            before(browser)
+        browser.open(path, settle_s=settle_s)
+        yield browser
+    finally:
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    executable = _browser_or_skip()
     from tests.test_report_tuning import write_planted_run
 
     base = tmp_path_factory.mktemp("browser")
     out = base / "report.html"
     # the fixture autotune run has 2 completed trials: a planted one with 12 has every tuning chart
     write_report([*(RUNS / n for n in ALL), write_planted_run(base / "planted-tuning")], out)
-    browser = Browser(executable)
-    browser.planted = (base / "planted-tuning").as_uri() + "/"
-    try:
-        browser.open(out, settle_s=2.0)
+
+    def mark(browser: Browser) -> None:
+        browser.planted = (base / "planted-tuning").as_uri() + "/"
+
+    with opened(out, 2.0, mark) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 CHARTS_JS = """Array.from(document.querySelectorAll('.chart')).map(function (c) {
