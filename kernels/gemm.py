@@ -118,6 +118,19 @@ def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo) -> int:
     return split
 
 
+# fp32 activations against dequantized weights: tl.dot in full fp32 runs on FFMAs, and at
+# BLOCK_K 64 or 128 (BLOCK_M 16, BLOCK_N 64, 4 warps) the int8 and int4 kernels spilled
+# hundreds of registers inside the K loop for sm_90 (triton 3.9); BLOCK_K 32 spills none.
+WEIGHT_ONLY_FP32_BLOCK_K = 32
+
+
+def weight_only_max_block_k(problem: Problem, device: DeviceInfo, cap: int = 128) -> int:
+    """The K step cap of a weight-only quantized matmul's default: `cap`, or 32 for fp32 on a GPU."""
+    if device.kind == "cuda" and problem.dtype == "fp32":
+        return min(cap, WEIGHT_ONLY_FP32_BLOCK_K)
+    return cap
+
+
 def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_block_k: int = 64,
               large_block_n: int = 128, max_block_k: int = 128, block_k_min: int = C.MIN_DOT) -> Config:
     """A default valid for every problem and device.

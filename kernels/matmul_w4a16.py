@@ -7,7 +7,10 @@ Two values share a byte along K (low nibble = even k, high nibble = odd k): pack
 uint8 [N, Kp / 2] where Kp is K padded with zeros to a multiple of the group.
 
 The kernel keeps every K tile inside one group (BLOCK_K divides the group size), so the
-group's scale factors out of the tile's dot: acc += dot(x, q - zero) * scale[None, :].
+group's scale factors out of the tile's dot: acc += dot(x, q - zero) * scale[None, :]. It
+loads each packed byte once, as a [BLOCK_K / 2, BLOCK_N] tile, and splits it into the low
+nibbles (even k) and the high ones (odd k), which meet the even and odd columns of the x
+tile in two dots. Nibbles become floats by bit tricks, not int -> float conversions.
 
 The quantizer `quantize_int4` lives here, beside the kernel that consumes its layout.
 """
@@ -31,6 +34,8 @@ from .quant_io import checked_float_matrix, output_buffer, weight_only_float_ref
 from .spec import Config, KernelSpec, Option, Problem
 
 SYMMETRIC_ZERO = 8  # symmetric q in [-8, 7] is stored as q + 8
+# The kernel runs two dots of BLOCK_K / 2 (even k, odd k) per K tile, and tl.dot needs K >= 16.
+MIN_BLOCK_K = 32
 
 
 def scheme_name(group_size: int, symmetric: bool) -> str:
@@ -131,13 +136,28 @@ def _w4a16_kernel(
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
     k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
+    # The dequantized weight's type: fp32 where tl.dot sees fp32 operands.
+    if UPCAST or x_ptr.dtype.element_ty == tl.float32:
+        WDTYPE: tl.constexpr = tl.float32
+        IDTYPE: tl.constexpr = tl.int32
+        MAGIC: tl.constexpr = 0x4B000000
+        MAGIC_VALUE: tl.constexpr = 8388608.0
+    elif x_ptr.dtype.element_ty == tl.float16:
+        WDTYPE: tl.constexpr = tl.float16
+        IDTYPE: tl.constexpr = tl.int16
+        MAGIC: tl.constexpr = 0x6400
+        MAGIC_VALUE: tl.constexpr = 1024.0
+    else:
+        WDTYPE: tl.constexpr = tl.bfloat16
+        IDTYPE: tl.constexpr = tl.int16
+        MAGIC: tl.constexpr = 0x4300
+        MAGIC_VALUE: tl.constexpr = 128.0
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
+    offs_kb = tl.arange(0, BLOCK_K // 2)
     mask_m = offs_m < M
     mask_n = offs_n < N
-    # Nibble k % 2 of byte k // 2: the shift is the same for every K tile.
-    shift = ((offs_k % 2) * 4)[:, None]
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kt in range(k_first, k_last):
@@ -145,25 +165,33 @@ def _w4a16_kernel(
         mask_k = k < K
         a = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :] * stride_xk,
                     mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        # The packed weight is [N, Kp / 2]; its tile is read transposed, as [BLOCK_K, BLOCK_N].
-        byte = tl.load(w_ptr + (k // 2)[:, None] * stride_wk + offs_n[None, :] * stride_wn,
-                       mask=mask_k[:, None] & mask_n[None, :], other=0)
-        q = (byte.to(tl.int32) >> shift) & 0xF
+        # Even and odd k of the x tile: they meet the low and the high nibbles.
+        a_even, a_odd = tl.split(tl.reshape(a, (BLOCK_M, BLOCK_K // 2, 2)))
+        # Each packed byte is loaded once, as a [BLOCK_K / 2, BLOCK_N] tile contiguous along
+        # K (16-byte vector loads). Loading [BLOCK_K, BLOCK_N] at k // 2 instead compiled to
+        # one LDG.E.U8 and one STS.U16 per weight for sm_90 (both nibbles, no vectors).
+        # Every K tile lies inside Kp (BLOCK_K divides the group, Kp is whole groups): no K mask.
+        byte = tl.load(w_ptr + (kt * (BLOCK_K // 2) + offs_kb)[:, None] * stride_wk + offs_n[None, :] * stride_wn,
+                       mask=mask_n[None, :], other=0)
         # BLOCK_K divides GROUP, so the whole tile lies in one group.
         g = (kt * BLOCK_K) // GROUP
         scale = tl.load(scale_ptr + offs_n * stride_sn + g * stride_sg, mask=mask_n, other=0.0)
+        # Dequantize without int -> float conversions (sm_90 runs I2F at a quarter rate): a
+        # nibble q OR-ed into the mantissa of MAGIC (bf16 128.0, fp16 1024.0, fp32 2^23) reads
+        # as the float MAGIC + q, and one subtraction of MAGIC + zero leaves q - zero, exactly.
         if ASYM:
             zero = tl.load(zero_ptr + offs_n * stride_zn + g * stride_zg, mask=mask_n, other=0.0)
-            q = q - zero.to(tl.int32)[None, :]
+            offset = (zero + MAGIC_VALUE)[None, :].to(WDTYPE)
         else:
-            q = q - 8
-        # q - zero is an integer in [-15, 15]: exact in fp16 and bf16.
+            offset = tl.full((1, BLOCK_N), 8.0 + MAGIC_VALUE, WDTYPE)
+        lo = ((byte & 0xF).to(IDTYPE) | MAGIC).to(WDTYPE, bitcast=True) - offset
+        hi = ((byte >> 4).to(IDTYPE) | MAGIC).to(WDTYPE, bitcast=True) - offset
         if UPCAST:
-            a = a.to(tl.float32)
-            b = q.to(tl.float32)
-        else:
-            b = q.to(x_ptr.dtype.element_ty)
-        acc += tl.dot(a, b, input_precision=INPUT_PRECISION) * scale[None, :]
+            a_even = a_even.to(tl.float32)
+            a_odd = a_odd.to(tl.float32)
+        part = tl.dot(a_even, lo, input_precision=INPUT_PRECISION)
+        part = tl.dot(a_odd, hi, part, input_precision=INPUT_PRECISION)
+        acc += part * scale[None, :]
 
     gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
                     stride_bias, HAS_BIAS, SPLIT_K)
@@ -260,9 +288,10 @@ def block_k_within_group(config: Config, problem: Problem, device: DeviceInfo) -
 
 
 def _smem(config: Config, problem: Problem) -> int:
-    # Per pipeline stage one x tile and one weight tile as loaded ([BLOCK_K, BLOCK_N] bytes:
-    # each packed byte is read for both of its nibbles); plus one dequantized tile in x's
-    # dtype (on Hopper the wgmma B operand is read from shared memory).
+    # Per pipeline stage one x tile and one packed weight tile, counted as [BLOCK_K, BLOCK_N]
+    # bytes though it is half that (an upper bound: these constraints must reject every
+    # config over the limit, and the layout conversions of the even/odd split take some);
+    # plus the dequantized tiles in x's dtype (the wgmma B operand is read from shared memory).
     es = C.ELEMENT_BYTES[problem.dtype]
     bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
     return config["num_stages"] * (bm * bk * es + bk * bn) + bk * bn * es
@@ -278,7 +307,8 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     # Large M: 128x64 tiles. 128x128 with 8 warps took all 255 registers for sm_90 and, under
     # triton 3.6 (the GPU image's), spilled in the K loop at M=2048 int4-g32 with bias; 128x64
     # compiles to 164-168 registers and no spill with both schemes (tests/test_sm90_compile.py).
-    return gemm.heuristic(SPEC, problem, device, max_block_k=group, large_block_n=64)
+    return gemm.heuristic(SPEC, problem, device, max_block_k=gemm.weight_only_max_block_k(problem, device, group),
+                          large_block_n=64, block_k_min=MIN_BLOCK_K)
 
 
 def _bytes(problem: Problem) -> int:
@@ -300,8 +330,8 @@ SPEC = KernelSpec(
         Option("quant", tuple(SCHEMES), "int4-g128", "int4 group size along K; -asym adds zero points"),
         Option("bias", ("0", "1"), "0", "add a bias vector of length N"),
     ),
-    params=gemm.tile_params(operand="weight"),
-    constraints=gemm.tile_constraints(_smem, _acc_elements, block_k_within_group),
+    params=gemm.tile_params(block_k=(32, 64, 128), operand="weight"),
+    constraints=gemm.tile_constraints(_smem, _acc_elements, block_k_within_group, block_k_min=MIN_BLOCK_K),
     heuristic=_heuristic,
     make_inputs=_make_inputs,
     problem_of=_problem_of,

@@ -90,9 +90,18 @@ def _w8a16_kernel(
                     mask=mask_k[:, None] & mask_n[None, :], other=0)
         if UPCAST:
             a = a.to(tl.float32)
-            b = q.to(tl.float32)
+        # Triton compiles int8 -> bf16 to byte permutes and packed adds, but int8 -> fp16 and
+        # int8 -> fp32 to I2F, which sm_90 runs at a quarter rate. For those, q + 128 (the
+        # byte with its top bit flipped) OR-ed into the mantissa of MAGIC (fp16 1024.0, fp32
+        # 2^23) reads as MAGIC + q + 128, and one subtraction leaves q, exactly.
+        if UPCAST or x_ptr.dtype.element_ty == tl.float32:
+            b = (((q.to(tl.uint8, bitcast=True) ^ 0x80).to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True)
+                 - (8388608.0 + 128.0))
+        elif x_ptr.dtype.element_ty == tl.float16:
+            b = (((q.to(tl.uint8, bitcast=True) ^ 0x80).to(tl.int16) | 0x6400).to(tl.float16, bitcast=True)
+                 - tl.full((1, BLOCK_N), 1024.0 + 128.0, tl.float16))
         else:
-            b = q.to(x_ptr.dtype.element_ty)
+            b = q.to(tl.bfloat16)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
     # The scale is per output column, so it factors out of the whole K sum: one multiply.
@@ -183,7 +192,8 @@ def _smem(config: Config, problem: Problem) -> int:
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    return gemm.heuristic(SPEC, problem, device)
+    return gemm.heuristic(SPEC, problem, device, max_block_k=gemm.weight_only_max_block_k(problem, device))
+
 
 def _bytes(problem: Problem) -> int:
     M, N, K = problem["M"], problem["N"], problem["K"]

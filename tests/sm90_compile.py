@@ -17,8 +17,9 @@ real JITFunctions rather than interpreter stand-ins. In the child:
 3. Each recorded launch is compiled with `triton.compile` for GPUTarget("cuda", 90, 32)
    with the ptxas of the Triton wheel; the compiled metadata gives the shared memory and
    `cuobjdump --dump-resource-usage` the registers and stack (where spills go) of the cubin.
-   Where the stack is not empty, the SASS says how many of the spill loads and stores sit
-   inside a loop (between a backward branch and its target): those are the costly ones.
+   The SASS (`cuobjdump -sass`) says which instructions sit inside a loop (between a
+   backward branch and its target): spill loads and stores there are the costly ones, and
+   the opcodes there are what each step of a K loop costs.
 
 Parent and child exchange JSON (stdin, and a result file), nothing else.
 """
@@ -66,7 +67,8 @@ class LaunchResult:
     error: the compile error (None: compiled). shared: bytes of shared memory per block.
     registers: per thread. stack: bytes of stack frame per thread (Triton kernels keep no
     local arrays, so this is register spills; ptxas -v agrees). loop_spills: spill loads
-    and stores (SASS STL/LDL) inside a loop.
+    and stores (SASS STL/LDL) inside a loop. loop_opcodes: SASS opcode -> how many times it
+    appears inside a loop (the K loop of a matmul), to check what each step costs.
     """
 
     kernel: str
@@ -78,6 +80,7 @@ class LaunchResult:
     registers: int | None = None
     stack: int | None = None
     loop_spills: int | None = None
+    loop_opcodes: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"{self.kernel}[{self.constexprs},num_warps={self.num_warps},num_stages={self.num_stages}]"
@@ -220,8 +223,9 @@ class _Sm90:
         else:
             cubin = compiled.asm["cubin"]
             registers, stack = _resource_usage(cubin, compiled.metadata.name)
+            sass = _sass(cubin)
             result = replace(result, shared=int(compiled.metadata.shared), registers=registers, stack=stack,
-                             loop_spills=_loop_spills(cubin) if stack else 0)
+                             loop_spills=loop_spills_in(sass), loop_opcodes=loop_opcodes_in(sass))
         self._compiled[memo] = result
         return result
 
@@ -252,33 +256,47 @@ def _resource_usage(cubin: bytes, name: str) -> tuple[int, int]:
 _SASS = re.compile(r"^\s*/\*([0-9a-f]+)\*/\s+(?:@!?\w+\s+)?([A-Z][\w.]*)([^;]*);")
 
 
-def _loop_spills(cubin: bytes) -> int:
-    """Spill stores and loads (STL/LDL) of `cubin` that lie inside a loop, i.e. between a
-    backward branch and its target."""
+def _sass(cubin: bytes) -> str:
+    """`cuobjdump -sass` of `cubin`."""
     from triton import knobs
 
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        text = subprocess.run([knobs.nvidia.cuobjdump.path, "-sass", f.name],
+        return subprocess.run([knobs.nvidia.cuobjdump.path, "-sass", f.name],
                               capture_output=True, text=True, check=True).stdout
-    return loop_spills_in(text)
 
 
-def loop_spills_in(sass: str) -> int:
-    """The STL/LDL instructions of a `cuobjdump -sass` listing inside a loop."""
-    loops, local = [], []
+def _instructions(sass: str) -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """(address, opcode) of every instruction of a `cuobjdump -sass` listing, and its loops:
+    (target, address) of every backward branch."""
+    instructions, loops = [], []
     for line in sass.splitlines():
         match = _SASS.match(line)
         if not match:
             continue
         addr, opcode, operands = int(match.group(1), 16), match.group(2), match.group(3)
+        instructions.append((addr, opcode))
         if opcode.startswith("BRA") and (target := re.search(r"0x([0-9a-f]+)\s*$", operands)):
             if int(target.group(1), 16) <= addr:
                 loops.append((int(target.group(1), 16), addr))
-        elif opcode.startswith(("STL", "LDL")):
-            local.append(addr)
-    return sum(any(lo <= a <= hi for lo, hi in loops) for a in local)
+    return instructions, loops
+
+
+def loop_spills_in(sass: str) -> int:
+    """The STL/LDL instructions of a `cuobjdump -sass` listing inside a loop."""
+    return sum(n for opcode, n in loop_opcodes_in(sass).items() if opcode.startswith(("STL", "LDL")))
+
+
+def loop_opcodes_in(sass: str) -> dict[str, int]:
+    """Opcode -> count of the instructions of a `cuobjdump -sass` listing that lie inside a
+    loop (between a backward branch and its target); nested loops count an instruction once."""
+    instructions, loops = _instructions(sass)
+    counts: dict[str, int] = {}
+    for addr, opcode in instructions:
+        if any(lo <= addr <= hi for lo, hi in loops):
+            counts[opcode] = counts.get(opcode, 0) + 1
+    return counts
 
 
 def _run_job(sm90: _Sm90, job: Job, inputs_cache: dict) -> JobResult:

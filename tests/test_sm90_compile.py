@@ -27,7 +27,7 @@ import zlib
 import pytest
 
 import kernels
-from kernels.spec import KernelSpec, Problem
+from kernels.spec import Config, KernelSpec, Problem
 
 from .fake_devices import H100
 from .sm90_compile import Job, JobResult, Unavailable, compile_jobs
@@ -115,4 +115,72 @@ def test_compiles_for_h100(spec: KernelSpec):
     except subprocess.TimeoutExpired:
         pytest.fail(f"compiling {len(jobs)} {spec.name} launches for sm_90 took over {TIMEOUT_S} s")
     found = [line for result in results for line in problems_found(result)]
+    assert not found, "\n".join(found)
+
+
+# -- weight-only matmuls: what one K step costs ----------------------------------------
+# At decode sizes (M <= 16) a weight-only matmul is a weight stream, and its K loop is the
+# whole cost. The first H200 run (bench/results/2026-11-28-nvidia-h200) measured int4 at
+# 0.42x of bf16 cuBLAS: its loop loaded one byte per weight (LDG.E.U8, for each nibble) and
+# converted each with I2F, which sm_90 issues at a quarter rate. Checked here for every
+# dtype's default and for sampled configs: in the K loop, no sub-word global load, no I2F,
+# and no spill.
+WEIGHT_ONLY = ("matmul_w8a16", "matmul_w4a16")
+NARROW_LOADS = ("LDG.E.U8", "LDG.E.S8", "LDG.E.U16", "LDG.E.S16")
+DECODE_SHAPES = ({"M": 1, "N": 4096, "K": 4096}, {"M": 16, "N": 14336, "K": 4096})
+
+
+def weight_only_jobs(spec: KernelSpec) -> list[Job]:
+    """At decode shapes: the defaults of every quant option (bf16) and of every dtype (default
+    option), and SAMPLED sampled configs (bf16)."""
+    quant = next((o for o in spec.options if o.name == "quant"), None)
+    schemes = quant.choices if quant else (None,)
+    jobs = []
+    for i, shape in enumerate(DECODE_SHAPES):
+        for dtype, scheme in [(DTYPE, s) for s in schemes] + [(d, schemes[0]) for d in spec.dtypes if d != DTYPE]:
+            problem = spec.problem(shape, dtype, {"quant": scheme} if scheme else {})
+            jobs.append(Job(spec.name, shape, dtype, dict(problem.options), str(spec.heuristic(problem, H100)),
+                            "heuristic"))
+        problem = spec.problem(shape, DTYPE, {})
+        sample = spec.sample_configs(problem, H100, SAMPLED, seed=zlib.crc32(spec.name.encode()) + 7 + i)
+        jobs += [Job(spec.name, shape, DTYPE, dict(problem.options), str(c), "sampled") for c in sample[:SAMPLED]]
+    return jobs
+
+
+def k_loop_problems(result: JobResult) -> list[str]:
+    """What one job's main kernel does per K step that a weight stream cannot afford."""
+    job = result.job
+    if result.error:
+        return [f"{job.key}: launcher failed: {result.error}"]
+    main = result.launches[0]  # the matmul; a split-K reduce may follow
+    if main.error:
+        return [f"{job.key}: does not compile for sm_90: {main.error}"]
+    ops = main.loop_opcodes
+    found = []
+    narrow = {op: n for op, n in ops.items() if op.startswith(NARROW_LOADS)}
+    config = Config.parse(job.config)
+    weight_bytes = config["BLOCK_K"] * config["BLOCK_N"] // (2 if job.kernel == "matmul_w4a16" else 1)
+    if narrow and weight_bytes >= 4 * 32 * config["num_warps"]:  # a smaller tile has < 4 bytes a thread
+        found.append(f"sub-word global loads {narrow}")
+    converts = {op: n for op, n in ops.items() if op.startswith("I2F")}
+    if converts:
+        found.append(f"int -> float conversions {converts}")
+    if job.label == "heuristic" and main.loop_spills:
+        found.append(f"{main.loop_spills} spill loads/stores")
+    if not any(op.startswith(("HMMA", "HGMMA", "FFMA")) for op in ops):
+        found.append("no multiply-add in any loop (is the K loop still a loop?)")
+    return [f"{job.label} {job.key}: {main.describe()} K loop has {', '.join(found)}"] if found else []
+
+
+@pytest.mark.parametrize("name", WEIGHT_ONLY)
+def test_weight_only_k_loop_streams_weights(name: str):
+    spec = kernels.get(name)
+    jobs = weight_only_jobs(spec)
+    try:
+        results = compile_jobs(jobs, timeout=TIMEOUT_S)
+    except Unavailable as e:
+        if os.environ.get("INFERTUNE_REQUIRE_SM90", "") not in ("", "0"):
+            pytest.fail(f"INFERTUNE_REQUIRE_SM90=1 but cannot compile for sm_90 offline here: {e}", pytrace=False)
+        pytest.skip(f"cannot compile for sm_90 offline here: {e}")
+    found = [line for result in results for line in k_loop_problems(result)]
     assert not found, "\n".join(found)
