@@ -116,13 +116,16 @@ def _ids_of(encoding: Any) -> list[int]:
 def tokenize(tokenizer: Any, texts: Sequence[Any]) -> list[list[int]]:
     """Token ids per text, special tokens included ([CLS] ... [SEP]).
 
-    tokenizer: None (texts are already token id sequences), a `tokenizers.Tokenizer`, or any
-    object whose encode(text) gives ids (or an encoding with .ids), such as runtime.tokenizer's.
+    tokenizer: None (texts are already token id sequences), a `tokenizers.Tokenizer`, an
+    object whose encode_batch(texts) gives id lists (runtime.tokenizer's: one batched call),
+    or any object whose encode(text) gives ids (or an encoding with .ids).
     """
     if tokenizer is None:
         return [[int(i) for i in t] for t in texts]
     if hasattr(tokenizer, "encode_batch") and hasattr(tokenizer, "to_str"):  # tokenizers.Tokenizer
         return [_ids_of(e) for e in _plain_tokenizer(tokenizer).encode_batch(list(texts))]
+    if hasattr(tokenizer, "encode_batch"):  # runtime.tokenizer's: one call encodes on all cores
+        return [list(ids) for ids in tokenizer.encode_batch(list(texts))]
     return [_ids_of(tokenizer.encode(t)) for t in texts]
 
 

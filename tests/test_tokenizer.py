@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from runtime.errors import ModelFilesMissing, UnsupportedArchitecture
@@ -86,6 +88,45 @@ def test_minilm_matches_transformers_and_sentence_transformers():
     for i, text in enumerate(texts):
         expected = [t for t, m in zip(batch["input_ids"][i].tolist(), batch["attention_mask"][i].tolist()) if m]
         assert ours.encode(text, max_length=model.max_seq_length) == expected, text
+
+
+@pytest.mark.parametrize("which", ["minilm", "smollm2"])
+def test_encode_batch_matches_transformers_per_text_and_across_threads(which):
+    """encode_batch (one batched call of the backend) gives transformers' ids for each text,
+    with and without specials, at several truncation lengths (odd ones, one below the
+    specials' room, longer than every text); and threads that truncate differently at once
+    do not see each other's setting (the backend's own truncation is shared state)."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoTokenizer
+
+    if which == "minilm":
+        ours, ref = load_tokenizer(minilm_dir()), AutoTokenizer.from_pretrained(str(minilm_dir()))
+    else:
+        path = smollm2_path()
+        ours, ref = load_tokenizer(path), AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    rng = random.Random()
+    words = " ".join(TEXTS).split()
+    texts = TEXTS + [" ".join(rng.choice(words) for _ in range(rng.randint(1, 300))) for _ in range(40)]
+    for specials in (True, False):
+        assert ours.encode_batch(texts, specials) == [ref(t, add_special_tokens=specials)["input_ids"] for t in texts]
+        for max_length in (3, 13, 257, 4096):
+            want = [ref(t, add_special_tokens=specials, truncation=True, max_length=max_length)["input_ids"]
+                    for t in texts]
+            assert ours.encode_batch(texts, specials, max_length) == want, (specials, max_length)
+            assert [ours.encode(t, specials, max_length) for t in texts] == want, (specials, max_length)
+
+    lengths = [rng.choice((5, 17, None)) for _ in range(400)]
+    text = "word " * 40
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads between nearly every bytecode, so races show
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda n: ours.encode(text, max_length=n), lengths))
+    finally:
+        sys.setswitchinterval(interval)
+    assert [len(ids) for ids in got] == [n or len(ours.encode(text)) for n in lengths]
 
 
 def test_chat_template_is_sandboxed():
