@@ -136,23 +136,30 @@ def truncate(ids: list[int], max_length: int) -> list[int]:
 
 
 def _encode_batches(model: BertModel, seqs: list[list[int]], batch_size: int, normalize: bool) -> torch.Tensor:
-    hidden = model.config.hidden
-    out = torch.empty(len(seqs), hidden, dtype=torch.float32)
+    """Embeddings [len(seqs), hidden] float32 on the CPU, in the order of `seqs`.
+
+    The batches are launched back to back and the pooled vectors stay on the device until
+    the end: one copy to the host and one wait, so that on a GPU building batch i + 1 (ids
+    from Python lists: about 5 ms for 256 x 128 on this machine) overlaps batch i's kernels.
+    """
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    pooled_parts = []
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         S = len(seqs[chunk[0]])
-        ids = torch.zeros(len(chunk), S, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, :len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
         lengths = torch.tensor([len(seqs[i]) for i in chunk], dtype=torch.int32)
+        real = torch.arange(S)[None, :] < lengths[:, None]
+        ids = torch.zeros(len(chunk), S, dtype=torch.long)
+        ids[real] = torch.tensor([token for i in chunk for token in seqs[i]], dtype=torch.long)  # row by row
         states = model.forward(ids, lengths).float()  # [B, S, hidden]
-        lens = lengths.to(states.device)
-        mask = (torch.arange(S, device=states.device)[None, :] < lens[:, None]).unsqueeze(-1)
-        pooled = (states * mask).sum(1) / lens[:, None].float()
+        mask = real.to(states.device).unsqueeze(-1)
+        pooled = (states * mask).sum(1) / lengths.to(states.device)[:, None].float()
         if normalize:
             pooled = F.normalize(pooled, p=2, dim=1)
-        out[torch.tensor(chunk)] = pooled.cpu()
+        pooled_parts.append(pooled)
+    out = torch.empty(len(seqs), model.config.hidden, dtype=torch.float32)
+    if order:
+        out[torch.tensor(order)] = torch.cat(pooled_parts).cpu()
     return out
 
 
