@@ -7,7 +7,7 @@ tuned vs default vs torch, and the tuning cost per trial.
 1. Grids. `matmul` (bf16) and `matmul_w4a16` (bf16, int4-g128) at three Llama-3-8B linear
    layers (GRID_SHAPES): every valid config measured once (grid sampler, in-memory study, no
    early stop), written as replay files to bench/data/<kernel>-<MxNxK>-<dtype>[-<quant>]-<device>.json
-   (what `infertune autotune --sampler grid --record FILE` writes). `--skip-grids` reuses them.
+   (what `infertune autotune --sampler grid --record FILE` writes).
 2. Search efficiency on those replays: TPE vs random, several seeds, trials needed to come
    within 1/3/5% of the exhaustive best (tuner.replay.compare), also as a fraction of the
    valid configs. Goal: TPE within 3% in at most 10% of the valid configs (median over
@@ -20,14 +20,34 @@ tuned vs default vs torch, and the tuning cost per trial.
 4. Tuning cost: wall time of each search (worker start, compile, check, time, re-timing of
    the best) divided by the trials it ran, median over the searches of section 3. Goal: < 1.5 s.
 
+Choosing what runs:
+  --parts grids,replays,searches   a subset (default all): `grids` records section 1, `replays`
+                                   is section 2, `searches` sections 3 and 4. Without `grids`
+                                   the recordings are read from --data (a file of another
+                                   device is used when this one has none: see --grid-device);
+                                   `--skip-grids` means the parts without `grids`. A section
+                                   not run is null in results.json and "Not run" in results.md.
+  --grid-kernels matmul_w4a16      a subset of the grids' kernels (also under --smoke)
+  --grid-shapes 16x4096x4096       a subset of the grids' shapes (under --smoke: instead of
+                                   the smoke shapes)
+  --compile-workers N              the compile pool's size (default min(8, CPUs) on a GPU;
+                                   always 0 under the interpreter, which compiles nothing)
+Only `grids` and `searches` need a CUDA GPU: `--parts replays` runs on any machine.
+
 Cost on a GPU: the grids dominate. The M=16 shapes keep about 1,200 valid configs each on an
 H100, the M=128 prefill shape about 14,000; at the default timing budget (25 ms warm-up +
-100 ms of repetitions per config) all six grids take hours. `--grid-shapes 16x4096x4096`
-picks a subset, `INFERTUNE_REP_MS` / `INFERTUNE_WARMUP_MS` shorten each measurement, and
-`--skip-grids` reuses recordings from an earlier run. Replays need no GPU
-(`infertune tuner compare --replay FILE --trials N` runs anywhere) but TPE's cost grows with
-the trials: each replay run gets `--replay-budget` (default 12%, just above the 10% goal) of
-the valid configs, about 1,700 trials on the prefill shape, roughly a minute per seed.
+100 ms of repetitions per config) all six grids take hours. `INFERTUNE_REP_MS` /
+`INFERTUNE_WARMUP_MS` (infertune/settings.py) shorten each measurement. One grid in a short
+GPU session, the replays later on any machine:
+
+    INFERTUNE_REP_MS=10 INFERTUNE_WARMUP_MS=3 python -m bench.tuning --parts grids \
+        --grid-kernels matmul_w4a16 --grid-shapes 16x4096x4096 --compile-workers 14 --data DIR --out DIR
+    python -m bench.tuning --parts replays --grid-kernels matmul_w4a16 --grid-shapes 16x4096x4096 --data DIR
+
+Replays need no GPU (`infertune tuner compare --replay FILE --trials N` runs anywhere) but
+TPE's cost grows with the trials: each replay run gets `--replay-budget` (default 12%, just
+above the 10% goal) of the valid configs, about 1,700 trials on the prefill shape, roughly a
+minute per seed.
 
 Writes results.json and results.md under bench/results/tuning-<device>-<date>/ (or --out).
 Nothing is written to the tuned config database or to a stored study.
@@ -52,8 +72,8 @@ from bench.common import geomean, slug, write_results
 from infertune.autotune import autotune_problem
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
-from infertune.settings import Settings
-from tuner.replay import THRESHOLDS, Recording, compare, load
+from infertune.settings import SettingError, Settings
+from tuner.replay import THRESHOLDS, Recording, ReplayError, compare, load
 from tuner.search import SearchOptions, TuneResult
 from tuner.space import Space
 
@@ -79,6 +99,11 @@ GOAL_TUNED_VS_TORCH = 1.0
 GOAL_TUNED_VS_TORCH_WORST = 0.85  # and no shape below this
 GOAL_COST_S = 1.5
 DATA_DIR = Path("bench/data")
+PARTS = ("grids", "replays", "searches")  # searches: sections 3 and 4
+
+
+class UsageError(Exception):
+    """Bad input: main() prints its one line and exits 2."""
 
 
 def shape_text(shape: tuple[int, int, int]) -> str:
@@ -92,19 +117,44 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
-def recording_name(kernel: str, shape, dtype: str, options: dict, device_slug: str) -> str:
+def recording_stem(kernel: str, shape, dtype: str, options: dict) -> str:
     quant = f"-{options['quant']}" if options.get("quant") else ""
-    return f"{kernel}-{shape_text(shape)}-{dtype}{quant}-{device_slug}.json"
+    return f"{kernel}-{shape_text(shape)}-{dtype}{quant}"
 
 
-def compile_workers_for(device) -> tuple[int, str]:
-    """min(8, CPUs) on a GPU, 0 under the interpreter; 0 when SearchOptions has no pool yet."""
+def recording_name(kernel: str, shape, dtype: str, options: dict, device_slug: str) -> str:
+    return f"{recording_stem(kernel, shape, dtype, options)}-{device_slug}.json"
+
+
+def find_recording(data_dir: Path, stem: str, device_slug: str, grid_device: str | None) -> Path:
+    """The recording to reuse: --grid-device's if given, else this device's, else the only one
+    of another device (a GPU session's grid replayed on a CPU). UsageError when none or several."""
+    path = data_dir / f"{stem}-{grid_device or device_slug}.json"
+    if path.exists() or grid_device:
+        if not path.exists():
+            raise UsageError(f"no recording {path}; record it with --parts grids first")
+        return path
+    others = sorted(data_dir.glob(f"{stem}-*.json"))
+    if len(others) > 1:
+        slugs = ", ".join(o.name[len(stem) + 1:-len(".json")] for o in others)
+        raise UsageError(f"several recordings of {stem} in {data_dir} (devices {slugs}); pick one with --grid-device")
+    if not others:
+        raise UsageError(f"no recording {path} (nor of another device); record it with --parts grids first")
+    return others[0]
+
+
+def compile_workers_for(device, requested: int | None = None) -> tuple[int, str]:
+    """`requested` (--compile-workers), else min(8, CPUs), on a GPU; 0 under the interpreter
+    whatever was asked (it compiles nothing); 0 when SearchOptions has no pool yet."""
+    ignored = "" if requested is None else f"; --compile-workers {requested} ignored"
     if "compile_workers" not in {f.name for f in dataclasses.fields(SearchOptions)}:
-        return 0, "off (this tuner has no compile pool)"
+        return 0, f"off (this tuner has no compile pool{ignored})"
     if device.interpreter or device.kind != "cuda":
-        return 0, "off (the Triton interpreter compiles nothing)"
-    n = min(8, os.cpu_count() or 1)
-    return n, f"on, {n} compile workers"
+        return 0, f"off (the Triton interpreter compiles nothing{ignored})"
+    if requested is None:
+        n = min(8, os.cpu_count() or 1)
+        return n, f"on, {n} compile workers"
+    return requested, f"on, {requested} compile workers (--compile-workers)" if requested else "off (--compile-workers 0)"
 
 
 def search_options(**kwargs) -> SearchOptions:
@@ -122,19 +172,21 @@ def median_or_none(values: list[float]) -> float | None:
 
 # -- 1. grids -------------------------------------------------------------------------------
 def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path, device_slug: str, *, seed: int,
-              skip: bool, compile_workers: int, trial_timeout_s: float) -> list[dict[str, Any]]:
+              skip: bool, compile_workers: int, trial_timeout_s: float,
+              grid_device: str | None = None) -> list[dict[str, Any]]:
+    """Record each grid (or, with `skip`, find its recording in data_dir): one row each.
+    UsageError when a recording to reuse is missing or holds another problem."""
     rows = []
     for name, options in grid_kernels:
         spec = kernels.get(name)
         for shape in grid_shapes[name] if isinstance(grid_shapes, dict) else grid_shapes:
             problem = spec.problem(dict(zip("MNK", shape)), dtype, dict(options))
-            path = data_dir / recording_name(name, shape, dtype, options, device_slug)
+            stem = recording_stem(name, shape, dtype, options)
+            path = find_recording(data_dir, stem, device_slug, grid_device) if skip else \
+                data_dir / f"{stem}-{device_slug}.json"
             row: dict[str, Any] = {"kernel": name, "shape": list(shape), "dtype": dtype, "options": dict(options),
                                    "file": str(path), "reused": skip}
-            if skip:
-                if not path.exists():
-                    raise FileNotFoundError(f"--skip-grids: no recording {path}; run without --skip-grids first")
-            else:
+            if not skip:
                 valid = len(Space(spec, problem, device))
                 print(f"grid {name} {shape_text(shape)} {dtype} {options or ''}: {valid} valid configs", flush=True)
                 started = time.perf_counter()
@@ -149,6 +201,8 @@ def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path
                 row.update(wall_s=wall, trials_run=result.trials_run,
                            per_trial_s=wall / result.trials_run if result.trials_run else None)
             _, recording = load(path, kernels.get)
+            if skip and spec.shape_key(recording.problem) != spec.shape_key(problem):  # a renamed file
+                raise UsageError(f"{path} holds {spec.shape_key(recording.problem)}, not {spec.shape_key(problem)}")
             row.update(describe_recording(spec, recording))
             rows.append(row)
             best = row["best_ms"]
@@ -314,11 +368,26 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     if data["interpreter"]:
         lines += [f"**{INTERPRETER_NOTE}.**", ""]
-    lines += ["## 1. Exhaustive grids", "",
-              "Every valid config measured once (grid sampler, no early stop); the replay files below.", "",
-              "| kernel | problem | valid | recorded | passing | best ms (p10-p90) | default ms (p10-p90) | "
-              "torch ms (p10-p90) | best / default | wall s | s per config | file |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    # Sections of the parts not run are null: a heading and one line, no empty table.
+    not_run = f"Not run (--parts {','.join(data['parts'])})."
+    lines += ["## 1. Exhaustive grids", ""]
+    lines += [not_run] if data["grids"] is None else grid_lines(data)
+    lines += ["", "## 2. Search efficiency on the replays", ""]
+    lines += [not_run] if data["replay"] is None else replay_lines(data["replay"])
+    lines += ["", "## 3. Tuned vs default vs torch.matmul", ""]
+    lines += [not_run] if data["searches"] is None else search_lines(data["searches"], data["summary"])
+    lines += ["", "## 4. Tuning cost per trial", ""]
+    lines += [not_run] if data["cost"] is None else cost_lines(data["cost"], data["compile_pool"])
+    if data["interpreter"]:
+        lines += ["", f"**{INTERPRETER_NOTE}.**"]
+    return "\n".join(lines) + "\n"
+
+
+def grid_lines(data: dict[str, Any]) -> list[str]:
+    lines = ["Every valid config measured once (grid sampler, no early stop); the replay files below.", "",
+             "| kernel | problem | valid | recorded | passing | best ms (p10-p90) | default ms (p10-p90) | "
+             "torch ms (p10-p90) | best / default | wall s | s per config | file |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for g in data["grids"]:
         ratio = g["default"]["median_ms"] / g["best"]["median_ms"] if g["default"] and g["best"] else None
         wall = "reused" if g["reused"] else f"{g['wall_s']:.0f}"
@@ -327,15 +396,17 @@ def markdown(data: dict[str, Any]) -> str:
                      f"{g['passing']} | "
                      f"{fmt_t(g['best'])} | {fmt_t(g['default'])} | {fmt_t(g['baseline'])} | {fmt_x(ratio)} | {wall} | "
                      f"{per} | `{g['file']}` |")
-    rep = data["replay"]
+    return lines
+
+
+def replay_lines(rep: dict[str, Any]) -> list[str]:
     goal = rep["goal"]
-    lines += ["", "## 2. Search efficiency on the replays", "",
-              f"Per recording, {', '.join(rep['samplers'])} with seeds {rep['seeds']}, each with a budget of "
-              f"{rep['budget_fraction']:.0%} of the valid configs (at least 20): the median over seeds of the trials "
-              "needed to come within 1%, 3% and 5% of the exhaustive best, and that as a fraction of the valid configs "
-              "('-': some seeds did not get there within the budget).", "",
-              "| kernel | problem | valid | budget | best ms | sampler | to 1% | to 3% | to 5% | 3% as fraction |",
-              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [f"Per recording, {', '.join(rep['samplers'])} with seeds {rep['seeds']}, each with a budget of "
+             f"{rep['budget_fraction']:.0%} of the valid configs (at least 20): the median over seeds of the trials "
+             "needed to come within 1%, 3% and 5% of the exhaustive best, and that as a fraction of the valid configs "
+             "('-': some seeds did not get there within the budget).", "",
+             "| kernel | problem | valid | budget | best ms | sampler | to 1% | to 3% | to 5% | 3% as fraction |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rep["recordings"]:
         if "error" in r:
             lines.append(f"| {r['kernel']} | {cell(r['problem'])} | | | | {r['error']} | | | | |")
@@ -349,39 +420,39 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["", f"Goal: {goal['text']}. TPE median fraction {fmt_frac(goal['tpe_median_fraction'])}, random "
               f"{fmt_frac(goal['random_median_fraction'])}: within {GOAL_FRACTION:.0%} {met(goal['within_budget'])}, "
               f"ahead of random {met(goal['ahead_of_random'])}; overall {met(goal['met'])}."]
-    s = data["searches"]
-    lines += ["", "## 3. Tuned vs default vs torch.matmul", "",
-              f"matmul {s['dtype']}, one TPE search of {s['trials']} configs per shape (fresh study; the heuristic "
-              "default is its first trial; the best 3 re-timed). The baseline is torch.matmul in the same dtype, timed "
-              "in the same worker in the same run. tuned / default = default median / tuned median; tuned vs torch = "
-              "torch median / "
-              "tuned median (> 1: the tuned kernel is faster).", "",
-              "| M | N | K | default ms (p10-p90) | tuned ms (p10-p90) | torch ms (p10-p90) | tuned / default | "
-              "tuned vs torch | trials | best config |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    return lines
+
+
+def search_lines(s: dict[str, Any], summ: dict[str, Any]) -> list[str]:
+    lines = [f"matmul {s['dtype']}, one TPE search of {s['trials']} configs per shape (fresh study; the heuristic "
+             "default is its first trial; the best 3 re-timed). The baseline is torch.matmul in the same dtype, timed "
+             "in the same worker in the same run. tuned / default = default median / tuned median; tuned vs torch = "
+             "torch median / "
+             "tuned median (> 1: the tuned kernel is faster).", "",
+             "| M | N | K | default ms (p10-p90) | tuned ms (p10-p90) | torch ms (p10-p90) | tuned / default | "
+             "tuned vs torch | trials | best config |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in s["rows"]:
         cfg = ",".join(f"{k}={v}" for k, v in r["best_config"].items()) if r["best_config"] else "-"
         m, n, k = r["shape"]
         lines.append(f"| {m} | {n} | {k} | {fmt_t(r['default'])} | {fmt_t(r['tuned'])} | {fmt_t(r['torch'])} | "
                      f"{fmt_x(r['tuned_over_default'])} | {fmt_x(r['tuned_vs_torch'])} | {r['trials_run']} | {cfg} |")
-    summ = data["summary"]
     lines += ["", f"Geometric mean over {summ['shapes']} shapes: tuned / default "
               f"{fmt_x(summ['geomean_tuned_over_default'])}, "
               f"tuned vs torch {fmt_x(summ['geomean_tuned_vs_torch'])}. Goal tuned vs torch >= "
               f"{GOAL_TUNED_VS_TORCH:.1f}x, worst {fmt_x(summ.get('worst_tuned_vs_torch'))} (goal >= "
               f"{GOAL_TUNED_VS_TORCH_WORST:.2f}x): {met(summ['tuned_vs_torch_met'])}."]
-    c = data["cost"]
-    lines += ["", "## 4. Tuning cost per trial", "",
-              "Wall time of each search of section 3 (worker start, compile, check, time, re-timing of the best 3) "
-              "divided "
-              f"by the trials it ran. Compile pool: {data['compile_pool']}.", "",
-              "| searches | median s per trial | p10 | p90 | goal |", "|---:|---:|---:|---:|---|",
-              f"| {c['searches']} | {fmt_n(c['median_s'] and round(c['median_s'], 3))} | "
-              f"{fmt_n(c['p10_s'] and round(c['p10_s'], 3))} | {fmt_n(c['p90_s'] and round(c['p90_s'], 3))} | "
-              f"< {GOAL_COST_S} s: {met(c['met'])} |"]
-    if data["interpreter"]:
-        lines += ["", f"**{INTERPRETER_NOTE}.**"]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def cost_lines(c: dict[str, Any], compile_pool: str) -> list[str]:
+    return ["Wall time of each search of section 3 (worker start, compile, check, time, re-timing of the best 3) "
+            "divided "
+            f"by the trials it ran. Compile pool: {compile_pool}.", "",
+            "| searches | median s per trial | p10 | p90 | goal |", "|---:|---:|---:|---:|---|",
+            f"| {c['searches']} | {fmt_n(c['median_s'] and round(c['median_s'], 3))} | "
+            f"{fmt_n(c['p10_s'] and round(c['p10_s'], 3))} | {fmt_n(c['p90_s'] and round(c['p90_s'], 3))} | "
+            f"< {GOAL_COST_S} s: {met(c['met'])} |"]
 
 
 def quantiles(values: list[float]) -> tuple[float | None, float | None, float | None]:
@@ -413,7 +484,13 @@ def cost_of(rows: list[dict[str, Any]], *, compile_workers: int, grids: list[dic
             "grid_per_config_s": [g.get("per_trial_s") for g in grids]}
 
 
-def main(argv: list[str] | None = None) -> int:
+def names_of(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, checked: args.parts is a tuple in PARTS order, args.grid_kernels (names) and
+    args.grid_shapes (MxNxK tuples) None or the subsets asked for. UsageError on bad input."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shapes and budgets (checks the script; figures mean nothing)")
@@ -421,9 +498,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder (default bench/results/tuning-<device>-<date>)")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the replay files (default bench/data; --smoke: <out>/data)")
-    parser.add_argument("--skip-grids", action="store_true", help="reuse the replay files of an earlier run")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated subset of grids,replays,searches (default all); without grids the "
+                             "recordings are read from --data")
+    parser.add_argument("--skip-grids", action="store_true",
+                        help="reuse the replay files of an earlier run (the parts without grids)")
+    parser.add_argument("--grid-kernels", default=None,
+                        help="comma-separated subset of the grids' kernels: " + ",".join(n for n, _ in GRID_KERNELS))
     parser.add_argument("--grid-shapes", default=None,
                         help="comma-separated MxNxK shapes of the grids (default: the three GRID_SHAPES)")
+    parser.add_argument("--grid-device", default=None,
+                        help="device part of the recordings' names to reuse (default this device's, else the only "
+                             "one in --data)")
+    parser.add_argument("--compile-workers", type=int, default=None,
+                        help="compile pool size (default min(8, CPUs) on a GPU; always 0 under the interpreter)")
     parser.add_argument("--trials", type=int, default=60, help="configs per TPE search of section 3")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per sampler on the replays (0..N-1)")
     parser.add_argument("--replay-budget", type=float, default=0.12,
@@ -432,63 +520,105 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trial-timeout", type=float, default=120.0, help="seconds one config may take")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
+    wanted = names_of(args.parts)
+    unknown = [w for w in wanted if w not in PARTS]
+    if unknown or not wanted:
+        what = f"unknown part {unknown[0]!r}" if unknown else "--parts names no part"
+        raise UsageError(f"{what}; parts: {','.join(PARTS)}")
+    args.parts = tuple(p for p in PARTS if p in wanted and not (args.skip_grids and p == "grids"))
+    if not args.parts:
+        raise UsageError("--skip-grids leaves no part to run (--parts grids)")
+    if args.grid_kernels is not None:
+        known = [n for n, _ in GRID_KERNELS]
+        args.grid_kernels = names_of(args.grid_kernels)
+        unknown = [n for n in args.grid_kernels if n not in known]
+        if unknown or not args.grid_kernels:
+            what = f"unknown grid kernel {unknown[0]!r}" if unknown else "--grid-kernels names no kernel"
+            raise UsageError(f"{what}; kernels: {','.join(known)}")
+    if args.grid_shapes is not None:
+        try:
+            args.grid_shapes = tuple(parse_shape(s) for s in names_of(args.grid_shapes))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not args.grid_shapes:
+            raise UsageError("--grid-shapes names no shape; a shape is MxNxK, e.g. 16x4096x4096")
+    if args.grid_device is not None and (not args.grid_device or slug(args.grid_device) != args.grid_device):
+        # It becomes part of a file name in --data: a slug such as nvidia-h200, never a path.
+        raise UsageError(f"--grid-device is a device slug such as nvidia-h200; got {args.grid_device!r}")
+    if args.compile_workers is not None and args.compile_workers < 0:
+        raise UsageError(f"--compile-workers must be >= 0; got {args.compile_workers}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        settings = Settings.from_env()
+    except (UsageError, SettingError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    parts = args.parts
     env = collect_environment()
     device = env.device
-    if device.kind != "cuda" and not args.smoke:
-        print("this benchmark's figures need a CUDA GPU; on this machine run it with --smoke", file=sys.stderr)
+    if device.kind != "cuda" and not args.smoke and {"grids", "searches"} & set(parts):
+        print("this benchmark's grids and searches need a CUDA GPU; on this machine run it with --smoke, "
+              "or --parts replays on recorded grids", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     now = dt.datetime.now(dt.timezone.utc)
     device_slug = slug(device.name)
     out = args.out or Path("bench/results") / f"tuning-{device_slug}-{now:%Y-%m-%d}"
     out.mkdir(parents=True, exist_ok=True)
-    compile_workers, pool_note = compile_workers_for(device)
+    compile_workers, pool_note = compile_workers_for(device, args.compile_workers)
     if args.smoke:
-        settings = dataclasses.replace(Settings.from_env(), warmup_ms=0.0, rep_ms=0.0, min_reps=2, min_reps_cpu=2)
+        settings = dataclasses.replace(settings, warmup_ms=0.0, rep_ms=0.0, min_reps=2, min_reps_cpu=2)
         dtype, grid_kernels, grid_shapes = "fp16", SMOKE_GRID_KERNELS, SMOKE_GRID_SHAPES
         search_shapes, trials, seeds = SMOKE_SEARCH_SHAPES, min(args.trials, 4), list(range(min(args.seeds, 2)))
         data_dir = args.data or out / "data"
     else:
-        settings = Settings.from_env()
-        dtype, grid_kernels = "bf16", GRID_KERNELS
-        try:
-            grid_shapes = tuple(parse_shape(s) for s in args.grid_shapes.split(",")) \
-                if args.grid_shapes else GRID_SHAPES
-        except ValueError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+        dtype, grid_kernels, grid_shapes = "bf16", GRID_KERNELS, GRID_SHAPES
         search_shapes = tuple((m, n, k) for n, k in NK_VALUES for m in M_VALUES)
         trials, seeds = args.trials, list(range(args.seeds))
         data_dir = args.data or DATA_DIR
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.grid_kernels is not None:
+        grid_kernels = tuple((n, o) for n, o in grid_kernels if n in args.grid_kernels)
+    grid_shapes = args.grid_shapes or grid_shapes
     min_reps = settings.min_reps if device.kind == "cuda" else settings.min_reps_cpu
-    print(f"{device.label}: compile pool {pool_note}; writing to {out}", flush=True)
+    print(f"{device.label}: parts {','.join(parts)}; compile pool {pool_note}; writing to {out}", flush=True)
+    grids = replay = rows = summary = cost = None
     try:
-        grids = run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir, device_slug, seed=seed,
-                          skip=args.skip_grids, compile_workers=compile_workers, trial_timeout_s=args.trial_timeout)
-    except FileNotFoundError as exc:
+        if "grids" in parts or "replays" in parts:
+            if "grids" in parts:
+                data_dir.mkdir(parents=True, exist_ok=True)
+            grids = run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir, device_slug, seed=seed,
+                              skip="grids" not in parts, compile_workers=compile_workers,
+                              trial_timeout_s=args.trial_timeout, grid_device=args.grid_device)
+    except (UsageError, ReplayError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    replay = run_replays(grids, seeds, args.replay_budget)
-    rows = run_searches(search_shapes, dtype, device, settings, trials=trials, seed=seed,
-                        compile_workers=compile_workers, trial_timeout_s=args.trial_timeout)
-    summary = summarize(rows)
-    cost = cost_of(rows, compile_workers=compile_workers, grids=grids)
+    if "replays" in parts:
+        replay = run_replays(grids, seeds, args.replay_budget)
+    if "searches" in parts:
+        rows = run_searches(search_shapes, dtype, device, settings, trials=trials, seed=seed,
+                            compile_workers=compile_workers, trial_timeout_s=args.trial_timeout)
+        summary = summarize(rows)
+        cost = cost_of(rows, compile_workers=compile_workers, grids=grids or [])
     data = {
         "benchmark": "tuning", "date": now.isoformat(timespec="seconds"), "seed": seed, "smoke": args.smoke,
-        "environment": env.to_dict(), "interpreter": device.interpreter,
+        "parts": list(parts), "environment": env.to_dict(), "interpreter": device.interpreter,
         "note": INTERPRETER_NOTE if device.interpreter else None,
         "settings": {"warmup_ms": settings.warmup_ms, "rep_ms": settings.rep_ms, "min_reps": min_reps},
         "compile_pool": pool_note, "compile_workers": compile_workers,
         "grids": grids, "replay": replay,
-        "searches": {"kernel": "matmul", "dtype": dtype, "sampler": "tpe", "trials": trials, "rows": rows},
+        "searches": None if rows is None else
+        {"kernel": "matmul", "dtype": dtype, "sampler": "tpe", "trials": trials, "rows": rows},
         "summary": summary, "cost": cost,
     }
     write_results(out, data, markdown)
     # A part in which nothing passed measured nothing: say so with the exit code (seen under
     # triton 3.6's interpreter with numpy >= 2.4: every trial failed and the run exited 0).
-    nothing = [f"grid {g['kernel']} {g['problem']}" for g in grids if not g["passing"]]
-    nothing += [f"search {r['problem']}" for r in rows if r["tuned"] is None]
+    nothing = [f"grid {g['kernel']} {g['problem']}" for g in grids or [] if not g["passing"]]
+    nothing += [f"search {r['problem']}" for r in rows or [] if r["tuned"] is None]
     if nothing:
         print(f"no config passed in: {', '.join(nothing)}", file=sys.stderr)
         return 1

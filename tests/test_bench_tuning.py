@@ -1,5 +1,6 @@
 """bench/tuning.py end to end with its smoke shapes: every section written, the replay figures
-consistent with the recordings, and the full run refused without a GPU."""
+consistent with the recordings, a grid recorded in one run and replayed in another (--parts),
+bad flags refused in one line, and the GPU parts refused without a GPU."""
 
 import json
 import math
@@ -101,13 +102,105 @@ def test_skip_grids_without_recordings_is_a_usage_error(tmp_path, capsys):
     assert "no recording" in capsys.readouterr().err
 
 
-def test_full_run_refuses_without_a_gpu(capsys):
+@pytest.mark.parametrize("argv", [[], ["--parts", "grids"], ["--parts", "replays,searches"]])
+def test_gpu_parts_refuse_without_a_gpu(argv, capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: the full run would start")
-    assert tuning.main([]) == 2
+    assert tuning.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "need a CUDA GPU" in err[0]
+
+
+@pytest.fixture(scope="module")
+def parted(tmp_path_factory):
+    """A GPU session's recipe at smoke size: `--parts grids` in one run, `--parts replays` on the
+    same --data in another; one kernel (--grid-kernels) and one seed keep it quick."""
+    root = tmp_path_factory.mktemp("parts")
+    runs = {}
+    for part in ("grids", "replays"):
+        out = root / part
+        code = tuning.main(["--smoke", "--parts", part, "--grid-kernels", "matmul", "--compile-workers", "3",
+                            "--data", str(root / "data"), "--out", str(out), "--seed", "3", "--seeds", "1"])
+        assert code == 0
+        runs[part] = json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+    return root / "data", runs
+
+
+def test_grids_then_replays_in_two_runs(parted):
+    data_dir, runs = parted
+    grids, grids_md = runs["grids"]
+    assert grids["parts"] == ["grids"] and [g["kernel"] for g in grids["grids"]] == ["matmul"]
+    assert not grids["grids"][0]["reused"] and Path(grids["grids"][0]["file"]).parent == data_dir
+    assert grids["replay"] is grids["searches"] is grids["summary"] is grids["cost"] is None
+    assert grids_md.count("Not run (--parts grids).") == 3 and "| sampler |" not in grids_md
+    assert "## 2. Search efficiency" in grids_md and "## 4. Tuning cost per trial" in grids_md
+    if grids["interpreter"]:  # the interpreter compiles nothing, whatever --compile-workers says
+        assert grids["compile_workers"] == 0 and "--compile-workers 3 ignored" in grids["compile_pool"]
+
+    replays, replays_md = runs["replays"]
+    assert replays["parts"] == ["replays"]
+    assert [g["file"] for g in replays["grids"]] == [g["file"] for g in grids["grids"]]
+    assert replays["grids"][0]["reused"] and replays["grids"][0]["best_ms"] == grids["grids"][0]["best_ms"]
+    (rec,) = replays["replay"]["recordings"]
+    assert "error" not in rec and rec["file"] == grids["grids"][0]["file"] and len(rec["runs"]) == 2
+    assert replays["replay"]["goal"] == tuning.replay_goal(replays["replay"]["recordings"])
+    assert replays["searches"] is replays["summary"] is replays["cost"] is None
+    assert replays_md.count("Not run (--parts replays).") == 2 and "| sampler |" in replays_md
+    assert "Geometric mean" not in replays_md
+
+
+def test_replays_find_another_devices_recording(parted, tmp_path, capsys):
+    """The grid recorded on a GPU, replayed on this machine: its file names another device."""
+    _, runs = parted
+    (recorded,) = (Path(g["file"]) for g in runs["grids"][0]["grids"])
+    stem = tuning.recording_stem("matmul", tuning.SMOKE_GRID_SHAPES["matmul"][0], "fp16", {})
+    assert recorded.name.startswith(f"{stem}-")
+    other = tmp_path / "data"
+    other.mkdir()
+    (other / f"{stem}-nvidia-h200.json").write_bytes(recorded.read_bytes())
+    argv = ["--smoke", "--parts", "replays", "--grid-kernels", "matmul", "--data", str(other), "--seeds", "1"]
+    assert tuning.main([*argv, "--out", str(tmp_path / "a")]) == 0
+    data = json.loads((tmp_path / "a/results.json").read_text())
+    assert data["grids"][0]["file"] == str(other / f"{stem}-nvidia-h200.json")
+    (other / f"{stem}-nvidia-h100.json").write_bytes(recorded.read_bytes())
+    capsys.readouterr()
+    assert tuning.main([*argv, "--out", str(tmp_path / "b")]) == 2  # which one: the user says
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "several recordings" in err[0] and "--grid-device" in err[0]
+    assert tuning.main([*argv, "--grid-device", "nvidia-h100", "--out", str(tmp_path / "c")]) == 0
+
+
+def test_markdown_of_the_searches_alone(smoke):
+    _, data, _ = smoke
+    md = tuning.markdown(dict(data, parts=["searches"], grids=None, replay=None))
+    assert md.count("Not run (--parts searches).") == 2 and "Geometric mean" in md and "| sampler |" not in md
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--parts", "grids,plots"], "unknown part 'plots'"),
+    (["--parts", ","], "--parts names no part"),
+    (["--grid-kernels", "matmul,conv"], "unknown grid kernel 'conv'"),
+    (["--compile-workers", "-1"], "--compile-workers must be >= 0"),
+    (["--grid-shapes", "16x4096"], "a shape is MxNxK"),
+    (["--grid-device", "../nvidia-h200"], "--grid-device is a device slug"),
+    (["--skip-grids", "--parts", "grids"], "--skip-grids leaves no part"),
+])
+def test_bad_flags_are_one_line_and_exit_2(argv, says, tmp_path, capsys):
+    assert tuning.main(["--smoke", *argv, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("smoke_flag", [["--smoke"], []])  # without --smoke: the replays need no GPU either
+def test_replays_without_recordings_is_a_usage_error(smoke_flag, tmp_path, capsys):
+    argv = [*smoke_flag, "--parts", "replays", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]
+    assert tuning.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "no recording" in err[0] and "Traceback" not in captured.err
+    assert not (tmp_path / "empty").exists()  # a typo in --data leaves no empty folder behind
 
 
 def test_recording_names_and_shapes():

@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from bench.device import ingest, run, summary
 from bench.device import models as kit_models
-from bench.device.steps import Command, Step, gpu_steps, smoke_steps
+from bench.device.steps import GRID_ENV, Command, Step, _cmd, gpu_steps, smoke_steps
 
 from .models import minilm_dir
 
@@ -28,9 +28,58 @@ H200_RUN = ROOT / "bench/results/2026-11-28-nvidia-h200/run-3"
 def test_gpu_and_smoke_steps_are_the_same_steps_in_the_same_order():
     assert [s.name for s in gpu_steps()] == [s.name for s in smoke_steps()]
     assert [s.name for s in gpu_steps()] == ["env", "gpu-tests", "kernels", "tune", "runtime", "ncu", "ncu-w4",
-                                                "warm-start", "confirm", "serving"]
+                                                "warm-start", "confirm", "serving", "grid"]
     for step in gpu_steps():  # no shell anywhere: argv lists only
         assert step.commands and all(isinstance(c.argv, tuple) and c.argv for c in step.commands)
+
+
+def _tuning_args(command: Command) -> list[str]:
+    """A bench.tuning command's own flags: after `env NAME=VALUE ... {py} -m bench.tuning`."""
+    argv = list(command.argv)
+    start = argv.index("bench.tuning") + 1
+    assert argv[start - 3:start - 1] == ["{py}", "-m"]
+    return argv[start:]
+
+
+def _flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_grid_step_records_one_grid_on_the_gpu_and_replays_it_in_the_rehearsal():
+    from bench import tuning
+    gpu, smoke = gpu_steps()[-1], smoke_steps()[-1]
+    assert (gpu.name, gpu.cap_s, smoke.name, smoke.cap_s) == ("grid", 200, "grid", 300)
+    assert "matmul_w4a16 int4-g128 at 16x4096x4096" in gpu.title and "replays offline" in gpu.title
+    (record,) = gpu.commands
+    assert record.argv[:3] == ("env", "INFERTUNE_REP_MS=10", "INFERTUNE_WARMUP_MS=3")
+    assert GRID_ENV == {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
+    args = _tuning_args(record)
+    assert args == ["--parts", "grids", "--grid-kernels", "matmul_w4a16", "--grid-shapes", "16x4096x4096",
+                    "--compile-workers", "14", "--data", "{work}/grids", "--out", "{work}/grid"]
+    grids, replays = (_tuning_args(c) for c in smoke.commands)
+    assert _flag(grids, "--parts") == "grids" and _flag(replays, "--parts") == "replays"
+    assert "--smoke" in grids and "--smoke" in replays
+    assert _flag(grids, "--data") == _flag(replays, "--data") == "{work}/grids"  # the replays read the grid
+    assert _flag(grids, "--out") != _flag(replays, "--out")
+    # Every bench.tuning command of both lists passes bench.tuning's own checks of its flags.
+    for flags in (args, grids, replays):
+        parsed = tuning.parse_args(flags)
+        assert parsed.grid_kernels == ["matmul_w4a16"] and parsed.parts in (("grids",), ("replays",))
+    assert tuning.parse_args(args).grid_shapes == ((16, 4096, 4096),)
+
+
+def test_a_commands_environment_reaches_its_program_without_a_shell(tmp_path):
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "INFERTUNE_REP_MS": "50"}
+    code = "import os; print('rep', os.environ['INFERTUNE_REP_MS'], os.environ['INFERTUNE_WARMUP_MS'])"
+    step = Step("env", "env", 30, (_cmd("{py}", "-c", code, env=GRID_ENV),))
+    row = run.run_step(step, work, env, __import__("time").monotonic() + 60)
+    assert row["status"] == "ok"
+    assert "rep 10 3" in (work / "logs/env.log").read_text()  # the command's own beat the runner's
+    with pytest.raises(ValueError):
+        _cmd("{py}", env={"A=B": "1"})
+    assert _cmd("{py}", "-V").argv == ("{py}", "-V")  # no env: the program itself
 
 
 def _step(name: str, code: str, cap: float = 30.0) -> Step:

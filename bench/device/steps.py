@@ -2,7 +2,9 @@
 
 Each step is a list of commands (argv lists, no shell) run from the repository root with the
 project on PYTHONPATH. `{py}` is this Python, `{work}` the run's work folder, `{models}` the
-packed models' folder (bench/device/models.py). A step stops at
+packed models' folder (bench/device/models.py). A command's own environment variables go
+before its program as `env NAME=VALUE ...` (the runner gives every command the same
+environment, and env(1) needs no shell). A step stops at
 its first failing command; the next step runs anyway. Caps are the most seconds a step may
 take on a GPU (the budget left may cut it shorter); on a smoke run every step runs its CPU size.
 """
@@ -10,10 +12,16 @@ take on a GPU (the budget left may cut it shorter); on a smoke run every step ru
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Mapping
 
 # Llama-3-8B linear layers (N = output features, K = input): q/o projection and MLP gate/up.
 TUNE_NK = ((4096, 4096), (14336, 4096))
 TUNE_M_BF16 = (1, 16, 128)
+# The grid step's timing per config: ~1,200 configs must fit its cap, so shorter than the
+# kit's (run.KIT_ENV); the figure it feeds is a ranking of configs, not a latency.
+GRID_ENV = {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +38,13 @@ class Step:
     commands: tuple[Command, ...]
 
 
-def _cmd(*argv: str, stdout: str | None = None) -> Command:
+def _cmd(*argv: str, stdout: str | None = None, env: Mapping[str, str] | None = None) -> Command:
+    """`env`: variables for this command only, set by env(1) in front of the program."""
+    if env:
+        bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"not an environment variable name: {bad[0]!r}")
+        argv = ("env", *(f"{name}={value}" for name, value in env.items()), *argv)
     return Command(tuple(argv), stdout)
 
 
@@ -105,6 +119,14 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
         Step("serving", "server at rates up to saturation: tuned vs heuristic (llama-3-8b synthetic)", 150, (
             _cmd("{py}", "-m", "bench.serving", "--db", db, "--out", "{work}/serving"),
         )),
+        # The TPE figure needs exhaustive grids, which take hours: one grid per session, its
+        # replays later on any machine (`python -m bench.tuning --parts replays`).
+        Step("grid", "one exhaustive grid for the TPE figure: matmul_w4a16 int4-g128 at 16x4096x4096, short "
+                     "timings; replays offline", 200, (
+            _cmd("{py}", "-m", "bench.tuning", "--parts", "grids", "--grid-kernels", "matmul_w4a16",
+                 "--grid-shapes", "16x4096x4096", "--compile-workers", "14", "--data", "{work}/grids",
+                 "--out", "{work}/grid", env=GRID_ENV),
+        )),
     ]
 
 
@@ -157,5 +179,12 @@ def smoke_steps() -> list[Step]:
         )),
         Step("serving", "server under load (smollm2-synth, torch backend, CPU)", 300, (
             _cmd("{py}", "-m", "bench.serving", "--smoke", "--out", "{work}/serving"),
+        )),
+        # The grid at its smoke shape, then the offline half the GPU step leaves for later.
+        Step("grid", "one exhaustive grid (matmul_w4a16 at its smoke shape), then its replays", 300, (
+            _cmd("{py}", "-m", "bench.tuning", "--smoke", "--parts", "grids", "--grid-kernels", "matmul_w4a16",
+                 "--compile-workers", "14", "--data", "{work}/grids", "--out", "{work}/grid", env=GRID_ENV),
+            _cmd("{py}", "-m", "bench.tuning", "--smoke", "--parts", "replays", "--grid-kernels", "matmul_w4a16",
+                 "--data", "{work}/grids", "--out", "{work}/grid-replays"),
         )),
     ]
