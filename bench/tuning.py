@@ -173,7 +173,7 @@ def median_or_none(values: list[float]) -> float | None:
 # -- 1. grids -------------------------------------------------------------------------------
 def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path, device_slug: str, *, seed: int,
               skip: bool, compile_workers: int, trial_timeout_s: float,
-              grid_device: str | None = None) -> list[dict[str, Any]]:
+              grid_device: str | None = None, grid_timeout_s: float | None = None) -> list[dict[str, Any]]:
     """Record each grid (or, with `skip`, find its recording in data_dir): one row each.
     UsageError when a recording to reuse is missing or holds another problem."""
     rows = []
@@ -192,8 +192,10 @@ def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path
                 started = time.perf_counter()
                 result, _ = autotune_problem(
                     spec, problem, device, storage=None, trial_timeout_s=trial_timeout_s, settings=settings,
+                    # A timeout ends the grid early but normally: what it measured is saved. The
+                    # grid's order is shuffled by the seed, so a partial grid is a random subset.
                     options=search_options(trials=max(spec.space_size, valid), sampler="grid", seed=seed,
-                                           retime_top=0, compile_workers=compile_workers),
+                                           retime_top=0, compile_workers=compile_workers, timeout_s=grid_timeout_s),
                     record_to=str(path))
                 if result.interrupted:
                     raise KeyboardInterrupt
@@ -240,6 +242,12 @@ def run_replays(grid_rows, seeds: list[int], budget_fraction: float) -> dict[str
         if recording.best_ms is None:
             per_recording.append({"file": row["file"], "kernel": row["kernel"], "problem": row["problem"],
                                   "error": "no passing config in the recording"})
+            continue
+        if len(recording.outcomes) < valid:  # stopped by --grid-timeout: its best is not the exhaustive best
+            per_recording.append({"file": row["file"], "kernel": row["kernel"], "problem": row["problem"],
+                                  "error": f"partial grid: {len(recording.outcomes)} of {valid} valid configs "
+                                           "recorded (--grid-timeout); the goal needs the exhaustive best"})
+            print(f"replay {row['kernel']} {row['problem']}: {per_recording[-1]['error']}", flush=True)
             continue
         budget = min(valid, max(20, math.ceil(budget_fraction * valid)))
         started = time.perf_counter()
@@ -510,6 +518,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grid-device", default=None,
                         help="device part of the recordings' names to reuse (default this device's, else the only "
                              "one in --data)")
+    parser.add_argument("--grid-timeout", type=float, default=None,
+                        help="seconds each grid may take; a grid stopped by it keeps (and records) the configs it "
+                             "measured, a random subset of the valid ones (default: no limit)")
     parser.add_argument("--compile-workers", type=int, default=None,
                         help="compile pool size (default min(8, CPUs) on a GPU; always 0 under the interpreter)")
     parser.add_argument("--trials", type=int, default=60, help="configs per TPE search of section 3")
@@ -547,6 +558,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError(f"--grid-device is a device slug such as nvidia-h200; got {args.grid_device!r}")
     if args.compile_workers is not None and args.compile_workers < 0:
         raise UsageError(f"--compile-workers must be >= 0; got {args.compile_workers}")
+    if args.grid_timeout is not None and not args.grid_timeout > 0:
+        raise UsageError(f"--grid-timeout must be a positive number of seconds; got {args.grid_timeout}")
     return args
 
 
@@ -592,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir.mkdir(parents=True, exist_ok=True)
             grids = run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir, device_slug, seed=seed,
                               skip="grids" not in parts, compile_workers=compile_workers,
-                              trial_timeout_s=args.trial_timeout, grid_device=args.grid_device)
+                              trial_timeout_s=args.trial_timeout, grid_device=args.grid_device,
+                              grid_timeout_s=args.grid_timeout)
     except (UsageError, ReplayError) as exc:
         print(str(exc), file=sys.stderr)
         return 2

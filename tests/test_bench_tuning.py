@@ -182,6 +182,7 @@ def test_markdown_of_the_searches_alone(smoke):
     (["--parts", ","], "--parts names no part"),
     (["--grid-kernels", "matmul,conv"], "unknown grid kernel 'conv'"),
     (["--compile-workers", "-1"], "--compile-workers must be >= 0"),
+    (["--grid-timeout", "0"], "--grid-timeout must be a positive number"),
     (["--grid-shapes", "16x4096"], "a shape is MxNxK"),
     (["--grid-device", "../nvidia-h200"], "--grid-device is a device slug"),
     (["--skip-grids", "--parts", "grids"], "--skip-grids leaves no part"),
@@ -248,3 +249,18 @@ def test_replay_verdict_from_measurements():
     never = tuning.replay_goal([_recording(None, 0.2)])  # TPE never came within 3%
     assert never["met"] is False and never["tpe_median_fraction"] is None
     assert tuning.replay_goal([{"error": "x"}])["met"] is None
+
+
+def test_a_grid_stopped_by_its_timeout_keeps_what_it_measured(tmp_path):
+    """--grid-timeout ends a grid early but normally: the configs measured are recorded (the
+    one the deadline cut is not recorded as a failure of its own), and the replays call the
+    recording partial instead of deciding the goal on it."""
+    data, shape = tmp_path / "data", "13x64x64"  # 72 valid int4 configs under the interpreter: > 1 s
+    common = ["--smoke", "--grid-kernels", "matmul_w4a16", "--grid-shapes", shape, "--data", str(data)]
+    assert tuning.main([*common, "--parts", "grids", "--grid-timeout", "1", "--out", str(tmp_path / "g")]) == 0
+    grid = json.loads((tmp_path / "g" / "results.json").read_text())["grids"][0]
+    assert 1 <= grid["recorded"] < grid["valid_configs"] == 72
+    assert grid["failures"] == {} and grid["passing"] == grid["recorded"]
+    assert tuning.main([*common, "--parts", "replays", "--out", str(tmp_path / "r")]) == 0
+    replay = json.loads((tmp_path / "r" / "results.json").read_text())["replay"]
+    assert "partial grid" in replay["recordings"][0]["error"] and replay["goal"]["met"] is None

@@ -55,7 +55,7 @@ def test_grid_step_records_one_grid_on_the_gpu_and_replays_it_in_the_rehearsal()
     assert GRID_ENV == {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
     args = _tuning_args(record)
     assert args == ["--parts", "grids", "--grid-kernels", "matmul_w4a16", "--grid-shapes", "16x4096x4096",
-                    "--compile-workers", "14", "--data", "{work}/grids", "--out", "{work}/grid"]
+                    "--compile-workers", "14", "--grid-timeout", "170", "--data", "{work}/grids", "--out", "{work}/grid"]
     grids, replays = (_tuning_args(c) for c in smoke.commands)
     assert _flag(grids, "--parts") == "grids" and _flag(replays, "--parts") == "replays"
     assert "--smoke" in grids and "--smoke" in replays

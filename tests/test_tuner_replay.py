@@ -13,6 +13,7 @@ from infertune.cli import app
 from kernels.spec import Config
 from tuner.replay import (
     Recording,
+    RecordingEvaluator,
     ReplayError,
     ReplayEvaluator,
     compare,
@@ -57,6 +58,29 @@ def test_replay_answers_and_stops_early():
     assert replay.evaluate(config) == rec.outcomes[config]
     assert replay.evaluate(config, stop_above_ms=0.5).status == "early-stopped"
     assert replay.evaluate(Config(BLOCK_M=1)).kind == "runtime-error"
+
+
+class _Timeouts:
+    """An evaluator whose trials all run out of time, with a per-trial timeout of 10 s."""
+
+    trial_timeout_s = 10.0
+
+    def evaluate(self, config, stop_above_ms=None, timeout_s=None):
+        from tuner import outcome as oc
+        from tuner.outcome import Outcome
+
+        return Outcome.failed(oc.TIMEOUT, "no result in time")
+
+
+def test_recording_leaves_out_trials_cut_by_the_run_budget():
+    """A trial cut by the run's deadline (below the per-trial timeout) is not the config's
+    failure: unrecorded. One that ran into the per-trial timeout itself is recorded."""
+    configs = Space(SPEC, PROBLEM, H100).valid_configs[:3]
+    recorder = RecordingEvaluator(_Timeouts(), SPEC, PROBLEM, H100)
+    assert recorder.evaluate(configs[0], timeout_s=2.5).kind == "timeout"  # the caller still sees it
+    recorder.evaluate(configs[1], timeout_s=None)
+    recorder.evaluate(configs[2], timeout_s=60.0)
+    assert set(recorder.recording.outcomes) == {configs[1], configs[2]}
 
 
 def test_compare_samplers_on_a_replay():

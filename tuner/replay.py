@@ -9,6 +9,7 @@ are evaluated as on that device), the torch baseline, and one outcome per config
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,7 +91,12 @@ class RecordingEvaluator:
 
     def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
         outcome = self.inner.evaluate(config, None, timeout_s=timeout_s)
-        self.recording.outcomes.setdefault(config, outcome)
+        # A trial cut by the run's deadline (shorter than the per-trial timeout) says nothing
+        # of the config: left out, so that a grid stopped by a budget records no false failure.
+        cut_by_budget = (outcome.kind == oc.TIMEOUT and timeout_s is not None
+                         and timeout_s < getattr(self.inner, "trial_timeout_s", math.inf))
+        if not cut_by_budget:
+            self.recording.outcomes.setdefault(config, outcome)
         return outcome
 
     def baseline(self) -> Outcome:

@@ -244,6 +244,11 @@ class WorkerEvaluator:
         self._timeout = trial_timeout_s
         self.worker = Worker()
 
+    @property
+    def trial_timeout_s(self) -> float:
+        """The per-trial timeout: a run budget shorter than it is what cuts a trial instead."""
+        return self._timeout
+
     def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
         """Check `config` against the reference, then time it (or stop early above `stop_above_ms`).
 

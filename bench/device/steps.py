@@ -124,8 +124,8 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
         Step("grid", "one exhaustive grid for the TPE figure: matmul_w4a16 int4-g128 at 16x4096x4096, short "
                      "timings; replays offline", 200, (
             _cmd("{py}", "-m", "bench.tuning", "--parts", "grids", "--grid-kernels", "matmul_w4a16",
-                 "--grid-shapes", "16x4096x4096", "--compile-workers", "14", "--data", "{work}/grids",
-                 "--out", "{work}/grid", env=GRID_ENV),
+                 "--grid-shapes", "16x4096x4096", "--compile-workers", "14", "--grid-timeout", "170",
+                 "--data", "{work}/grids", "--out", "{work}/grid", env=GRID_ENV),
         )),
     ]
 

@@ -151,7 +151,8 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
                          not slower, "tune", f"worst {min(over):.2f}x over {len(over)} problems"
                          + (f"; slower: {', '.join(slower)}" if slower else "")))
     out.append(_goal("TPE on recorded grids", None, "within 3% in <= 10% of valid configs", None, "-",
-                     "not measured: the grids take hours (bench.tuning)"))
+                     "not measured on the GPU: the grid step records one grid (grids/ in kit.tar.gz); replay it "
+                     "anywhere with python -m bench.tuning --parts replays --data DIR"))
     inv = [i for i in (tune or {}).get("invocations", []) if i["s_per_trial"]]
     if inv:
         cost = sum(i["wall_s"] for i in inv) / sum(i["trials"] for i in inv)
