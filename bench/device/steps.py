@@ -18,6 +18,10 @@ from collections.abc import Mapping
 # Llama-3-8B linear layers (N = output features, K = input): q/o projection and MLP gate/up.
 TUNE_NK = ((4096, 4096), (14336, 4096))
 TUNE_M_BF16 = (1, 16, 128)
+# The (N, K) the runtime's batch-1 decode of llama-3-8b launches: fused qkv, o, fused gate_up,
+# down. Records are looked up by exact N and K, so tuning these is what lets the runtime step's
+# decode run tuned configs (run-1's decode ran heuristics in 32 of its 34 launches).
+DECODE_NK = ((6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336))
 # The grid step's timing per config: ~1,200 configs must fit its cap, so shorter than the
 # kit's (run.KIT_ENV); the figure it feeds is a ranking of configs, not a latency.
 GRID_ENV = {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
@@ -55,12 +59,13 @@ def _shapes(pairs) -> list[str]:
     return out
 
 
-def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
+def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
     """The full-size steps (a CUDA GPU)."""
     db = "{work}/tuned.db"
     tune_common = ["--dtype", "bf16", "--trials", str(trials), "--timeout", str(tune_timeout_s), "--db", db, "--json"]
-    bf16_shapes = _shapes((m, n, k) for n, k in TUNE_NK[:1] for m in TUNE_M_BF16)
-    quant_shapes = _shapes((1, n, k) for n, k in TUNE_NK)
+    # bf16: the decode shapes at M=1, and M=16 and 128 at 4096x4096; int8 and int4: the decode shapes.
+    bf16_shapes = _shapes([(1, n, k) for n, k in DECODE_NK] + [(m, *TUNE_NK[0]) for m in TUNE_M_BF16 if m > 1])
+    quant_shapes = _shapes((1, n, k) for n, k in DECODE_NK)
     return [
         Step("env", "environment and calibrate", 60, (
             _cmd("nvidia-smi", stdout="nvidia-smi.txt"),
@@ -74,7 +79,7 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 12.0) -> list[Step]:
         Step("kernels", "kernels vs torch.matmul, default configs", 110, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--out", "{work}/kernels"),
         )),
-        Step("tune", "short TPE tune with the compile pool", 130, (
+        Step("tune", "short TPE tune with the compile pool: decode shapes (bf16, int8, int4) and bf16 M=16, 128", 200, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", *bf16_shapes, *tune_common,
                  "--out", "{work}/runs/tune-matmul", stdout="tune-matmul.json"),
             _cmd("{py}", "-m", "infertune", "autotune", "matmul_w8a16", *quant_shapes, *tune_common,
