@@ -184,3 +184,20 @@ def test_weight_only_k_loop_streams_weights(name: str):
         pytest.skip(f"cannot compile for sm_90 offline here: {e}")
     found = [line for result in results for line in k_loop_problems(result)]
     assert not found, "\n".join(found)
+
+
+def test_sass_census_prints_the_k_loop(capsys):
+    """The development tool over the same compile: one problem's loop opcodes, and bad input
+    in one line with exit 2."""
+    from . import sass_census
+
+    assert sass_census.main(["nope", "1x2"]) == 2
+    assert sass_census.main(["matmul", "1x2"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+    code = sass_census.main(["matmul_w8a16", "1x4096x4096", "--top", "40"])
+    out = capsys.readouterr()
+    if code == 2 and "cannot compile for sm_90" in out.err:
+        pytest.skip(out.err.strip())
+    assert code == 0
+    assert "_w8a16_kernel[" in out.out and "instructions inside loops" in out.out
+    assert "HMMA" in out.out and "I2F" not in out.out
