@@ -44,7 +44,7 @@ def embed(
     if loaded.family != "bert":
         raise UsageError(f"{loaded.name} is a decoder: use `infertune generate --model {loaded.name}`")
     settings = loaded.embed_settings
-    longest = max(len(loaded.tokenizer.encode(t)) for t in texts)
+    longest = max(map(len, loaded.tokenizer.encode_batch(texts)))
     seq = min(longest, settings.max_length, loaded.config.max_positions)
     with launch_configs(loaded, device, db or Settings.from_env().db, batch=min(batch_size, len(texts)), seq=seq,
                         gen=0) as report:
