@@ -183,7 +183,7 @@ def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path
             problem = spec.problem(dict(zip("MNK", shape)), dtype, dict(options))
             stem = recording_stem(name, shape, dtype, options)
             path = find_recording(data_dir, stem, device_slug, grid_device) if skip else \
-                data_dir / f"{stem}-{device_slug}.json"
+                data_dir / recording_name(name, shape, dtype, options, device_slug)
             row: dict[str, Any] = {"kernel": name, "shape": list(shape), "dtype": dtype, "options": dict(options),
                                    "file": str(path), "reused": skip}
             if not skip:
