@@ -30,8 +30,10 @@ from .matmul_w8a16 import Int8Weight, matmul_w8a16, quantize_int8  # noqa: E402
 from .matmul_w4a16 import Int4Weight, matmul_w4a16, quantize_int4  # noqa: E402
 from .matmul_fp8 import Fp8Tensor, matmul_fp8, quantize_fp8  # noqa: E402
 from .rmsnorm import rmsnorm  # noqa: E402
+from .add_rmsnorm import add_rmsnorm  # noqa: E402
 from .layernorm import layernorm  # noqa: E402
 from .rope import rope, rope_cache  # noqa: E402
+from .rope_kv import rope_kv  # noqa: E402
 from .swiglu import swiglu  # noqa: E402
 from .gelu import gelu  # noqa: E402
 from .attention import attention  # noqa: E402
@@ -40,5 +42,5 @@ from .attention_decode import attention_decode  # noqa: E402
 __all__ = ["REGISTRY", "get", "names", "matmul",
            "matmul_w8a16", "quantize_int8", "Int8Weight", "matmul_w4a16", "quantize_int4", "Int4Weight",
            "matmul_fp8", "quantize_fp8", "Fp8Tensor",
-           "rmsnorm", "layernorm", "rope", "rope_cache", "swiglu", "gelu",
+           "rmsnorm", "add_rmsnorm", "layernorm", "rope", "rope_kv", "rope_cache", "swiglu", "gelu",
            "attention", "attention_decode", "nvtx_range"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import matmul
 from . import matmul_fp8, matmul_w4a16, matmul_w8a16
-from . import gelu, layernorm, rmsnorm, rope, swiglu
+from . import add_rmsnorm, gelu, layernorm, rmsnorm, rope, rope_kv, swiglu
 from . import attention, attention_decode
 from .errors import UnknownKernel
 from .spec import KernelSpec
@@ -15,8 +15,10 @@ REGISTRY: tuple[KernelSpec, ...] = (
     matmul_w4a16.SPEC,
     matmul_fp8.SPEC,
     rmsnorm.SPEC,
+    add_rmsnorm.SPEC,
     layernorm.SPEC,
     rope.SPEC,
+    rope_kv.SPEC,
     swiglu.SPEC,
     gelu.SPEC,
     attention.SPEC,

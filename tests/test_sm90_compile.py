@@ -45,6 +45,7 @@ LLM_PROBLEMS: dict[tuple[str, ...], tuple[dict[str, int], ...]] = {
     # rows of a decode batch at the hidden size; a prefill at the MLP size (norms loop over it)
     ("M", "N"): ({"M": 16, "N": 4096}, {"M": 2048, "N": 14336}),
     ("T", "H", "D"): ({"T": 16, "H": 32, "D": 128}, {"T": 2048, "H": 8, "D": 128}),
+    ("T", "H", "HKV", "D"): ({"T": 1, "H": 32, "HKV": 8, "D": 128}, {"T": 2048, "H": 64, "HKV": 1, "D": 128}),
     ("B", "H", "HKV", "S", "D"): ({"B": 1, "H": 32, "HKV": 8, "S": 2048, "D": 128},
                                   {"B": 2, "H": 16, "HKV": 8, "S": 1024, "D": 256}),
     ("B", "H", "HKV", "L", "D"): ({"B": 8, "H": 32, "HKV": 8, "L": 4096, "D": 128},
