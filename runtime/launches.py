@@ -11,15 +11,19 @@ one-line reason (e.g. fp8 weights with fp32 activations).
 How the runtime lays a forward out (the choices that fix the shapes):
 - Linear layers are fused: one q/k/v projection (N = (heads + 2 kv_heads) head_dim) and,
   for Llama, one gate/up projection (N = 2 intermediate) whose halves feed swiglu.
-- RoPE is one launch per layer over the fused projection viewed as [T, heads + 2 kv_heads,
-  head_dim]: its first heads + kv_heads heads (q, then k) are rotated in place (rope takes
-  any strides), so H = heads + kv_heads.
+- RoPE and the KV-cache write are one launch per layer (rope_kv) over the fused projection
+  viewed as [T, heads + 2 kv_heads, head_dim]: q and k rotated, k and v written into the
+  cache at each token's (sequence, position); prefill attention then reads k and v from the
+  cache. Its H is the query heads, HKV the kv heads.
+- The residual add is fused into the norm after it (add_rmsnorm): a layer's attention
+  output is added before the MLP norm, its MLP output before the next layer's attention
+  norm, or the final norm. Only layer 0's attention norm is a plain rmsnorm.
 - Prefill attention of one sequence is the plain problem (varlen=0); a batch of several
   is launched with per-sequence lengths (varlen=1) whether or not they differ, since
   real batches are ragged: one tuned problem per batch size, hit by every batch.
-- Llama prefill keeps only each sequence's last hidden state before the final norm (a
-  row-wise norm gives the same rows either way), so the final norm and lm_head run at
-  M = batch, not batch * seq.
+- Llama prefill keeps only each sequence's last row (residual and MLP output) before the
+  final add and norm (a row-wise norm gives the same rows either way), so the final norm
+  and lm_head run at M = batch, not batch * seq.
 - lm_head is a plain matmul in the activation dtype even with `quant`: with tied
   embeddings its weight is the embedding table, and quantizing the logits' projection
   costs the most accuracy for the least memory.
@@ -27,8 +31,8 @@ How the runtime lays a forward out (the choices that fix the shapes):
   seq + gen, kv_heads, head_dim], with per-sequence lengths masking what is not written
   yet; so attention_decode's L is seq + gen on every step (the kernel's L is the cache's
   length, not the live length) and one tuned problem serves the whole generation.
-- Embedding lookups, residual adds, KV-cache writes and BERT's mean pooling are torch ops,
-  not kernels, and are not listed.
+- Embedding lookups, BERT's residual adds and its mean pooling are torch ops, not kernels,
+  and are not listed.
 """
 
 from __future__ import annotations
@@ -110,9 +114,10 @@ class _Pass:
 def _llama_pass(p: _Pass, batch: int, seq: int, gen: int) -> None:
     c, n = p.config, p.config.layers
     M = batch * seq if p.phase == "prefill" else batch
-    p.add("attn_norm", "rmsnorm", {"M": M, "N": c.hidden}, n)
+    norm = {"M": M, "N": c.hidden}
+    p.add("attn_norm", "rmsnorm", norm, 1)  # layer 0's: nothing to add yet
     p.linear("qkv", M, c.qkv_dim, c.hidden, n, c.attention_bias)
-    p.add("rope", "rope", {"T": M, "H": c.heads + c.kv_heads, "D": c.head_dim}, n)
+    p.add("rope", "rope_kv", {"T": M, "H": c.heads, "HKV": c.kv_heads, "D": c.head_dim}, n)
     if p.phase == "prefill":
         p.add("attention", "attention", {"B": batch, "H": c.heads, "HKV": c.kv_heads, "S": seq, "D": c.head_dim},
               n, causal="1", varlen="1" if batch > 1 else "0")
@@ -120,11 +125,13 @@ def _llama_pass(p: _Pass, batch: int, seq: int, gen: int) -> None:
         p.add("attention", "attention_decode",
               {"B": batch, "H": c.heads, "HKV": c.kv_heads, "L": seq + gen, "D": c.head_dim}, n)
     p.linear("o", M, c.hidden, c.q_dim, n, c.attention_bias)
-    p.add("mlp_norm", "rmsnorm", {"M": M, "N": c.hidden}, n)
+    p.add("mlp_norm", "add_rmsnorm", norm, n)
     p.linear("gate_up", M, 2 * c.intermediate, c.hidden, n, c.mlp_bias)
     p.add("swiglu", "swiglu", {"M": M, "N": c.intermediate}, n)
     p.linear("down", M, c.hidden, c.intermediate, n, c.mlp_bias)
-    p.add("final_norm", "rmsnorm", {"M": batch, "N": c.hidden}, 1)
+    if n > 1:
+        p.add("attn_norm", "add_rmsnorm", norm, n - 1)  # layers 1.. add the MLP's output first
+    p.add("final_norm", "add_rmsnorm", {"M": batch, "N": c.hidden}, 1)
     p.linear("lm_head", batch, c.vocab, c.hidden, 1, bias=False, quantized=False)
 
 

@@ -216,28 +216,31 @@ class LlamaModel:
         # lengths (varlen=1), as launches.py lists and the tuner tunes it.
         lens = None if B == 1 and host[0] == S else torch.tensor(host, dtype=torch.int32, device=self.device)
         positions = torch.arange(S, dtype=torch.int32, device=self.device).repeat(B)
+        rows = torch.arange(B, device=self.device).repeat_interleave(S)
         with kernels.nvtx_range("prefill", "model", f"B={B} S={S}"):
             x = self.embed[tokens.reshape(T)]
+            h = ops.rmsnorm(x, self.layers[0]["attn_norm"], c.norm_eps)
             for i, layer in enumerate(self.layers):
                 with kernels.nvtx_range("layer", "model", i):
                     with kernels.nvtx_range("attention", "model"):
-                        h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
                         qkv = ops.linear(h, layer["qkv"])
-                        qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(T, H + HKV, D), positions, self.cos, self.sin)
-                        q = qk[:, :H].reshape(B, S, H, D)
-                        k = qk[:, H:].reshape(B, S, HKV, D)
-                        v = qkv[:, c.q_dim + c.kv_dim:].reshape(B, S, HKV, D)
-                        cache.k[i][:, :S] = k
-                        cache.v[i][:, :S] = v
-                        attn = ops.attention(q, k, v, causal=True, seq_lens=lens)
-                        x = x + ops.linear(attn.reshape(T, c.q_dim), layer["o"])
-                    x = x + self._mlp(x, layer)
+                        q = ops.rope_kv(qkv.view(T, H + 2 * HKV, D), positions, rows, self.cos, self.sin,
+                                        cache.k[i], cache.v[i])
+                        k, v = cache.k[i][:, :S], cache.v[i][:, :S]  # [B, S, HKV, D] views of what rope_kv wrote
+                        attn = ops.attention(q.view(B, S, H, D), k, v, causal=True, seq_lens=lens)
+                        o = ops.linear(attn.reshape(T, c.q_dim), layer["o"])
+                        h, x = ops.add_rmsnorm(x, o, layer["ffn_norm"], c.norm_eps)
+                    down = self._mlp(h, layer)
+                    if i + 1 < len(self.layers):
+                        h, x = ops.add_rmsnorm(x, down, self.layers[i + 1]["attn_norm"], c.norm_eps)
             cache.set_lengths(host)
             if all_logits:
-                return ops.linear(ops.rmsnorm(x, self.norm, c.norm_eps), self.lm_head).view(B, S, -1)
-            last = x.view(B, S, c.hidden)[torch.arange(B, device=self.device),
-                                          torch.tensor(host, device=self.device) - 1]
-            return ops.linear(ops.rmsnorm(last, self.norm, c.norm_eps), self.lm_head)
+                h, _ = ops.add_rmsnorm(x, down, self.norm, c.norm_eps)
+                return ops.linear(h, self.lm_head).view(B, S, -1)
+            # Only each sequence's last token goes on: a row-wise norm gives the same rows.
+            last = (torch.arange(B, device=self.device) * S + torch.tensor(host, device=self.device) - 1)
+            h, _ = ops.add_rmsnorm(x[last], down[last], self.norm, c.norm_eps)
+            return ops.linear(h, self.lm_head)
 
     def decode(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One step: token b at position cache.lengths[b]; writes its k/v there, attends to
@@ -254,28 +257,31 @@ class LlamaModel:
         ops, c = self.ops, self.config
         B, H, HKV, D = tokens.shape[0], c.heads, c.kv_heads, c.head_dim
         pos = cache.lengths
-        where = pos.long()
         seq_lens = pos + 1
         with kernels.nvtx_range("decode step", "model", f"B={B}"):
             x = self.embed[tokens]
+            h = ops.rmsnorm(x, self.layers[0]["attn_norm"], c.norm_eps)
             for i, layer in enumerate(self.layers):
                 with kernels.nvtx_range("layer", "model", i):
                     with kernels.nvtx_range("attention", "model"):
-                        h = ops.rmsnorm(x, layer["attn_norm"], c.norm_eps)
                         qkv = ops.linear(h, layer["qkv"])
-                        qk = ops.rope(qkv[:, :c.q_dim + c.kv_dim].view(B, H + HKV, D), pos, self.cos, self.sin)
-                        cache.k[i][cache.rows, where] = qk[:, H:]
-                        cache.v[i][cache.rows, where] = qkv[:, c.q_dim + c.kv_dim:].view(B, HKV, D)
-                        attn = ops.attention_decode(qk[:, :H], cache.k[i], cache.v[i], seq_lens)
-                        x = x + ops.linear(attn.reshape(B, c.q_dim), layer["o"])
-                    x = x + self._mlp(x, layer)
+                        q = ops.rope_kv(qkv.view(B, H + 2 * HKV, D), pos, cache.rows, self.cos, self.sin,
+                                        cache.k[i], cache.v[i])
+                        attn = ops.attention_decode(q, cache.k[i], cache.v[i], seq_lens)
+                        o = ops.linear(attn.reshape(B, c.q_dim), layer["o"])
+                        h, x = ops.add_rmsnorm(x, o, layer["ffn_norm"], c.norm_eps)
+                    down = self._mlp(h, layer)
+                    # The residual add and the next norm (the next layer's, or the final one) in one launch.
+                    following = self.layers[i + 1]["attn_norm"] if i + 1 < len(self.layers) else self.norm
+                    h, x = ops.add_rmsnorm(x, down, following, c.norm_eps)
             cache.lengths.add_(1)
-            return ops.linear(ops.rmsnorm(x, self.norm, self.config.norm_eps), self.lm_head)
+            return ops.linear(h, self.lm_head)
 
-    def _mlp(self, x: torch.Tensor, layer: dict) -> torch.Tensor:
+    def _mlp(self, h: torch.Tensor, layer: dict) -> torch.Tensor:
+        """The MLP block's output on normalized rows h (the caller adds it to the residual)."""
         ops, n = self.ops, self.config.intermediate
         with kernels.nvtx_range("mlp", "model"):
-            gate_up = ops.linear(ops.rmsnorm(x, layer["ffn_norm"], self.config.norm_eps), layer["gate_up"])
+            gate_up = ops.linear(h, layer["gate_up"])
             return ops.linear(ops.swiglu(gate_up[:, :n], gate_up[:, n:]), layer["down"])
 
 

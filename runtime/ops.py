@@ -5,8 +5,12 @@ tuned database or the heuristic) and `TorchOps` (reference torch ops, any device
 Shapes (T tokens, H query heads, HKV key/value heads, D head size):
     linear(x [T, K], w)                     -> [T, N]
     rmsnorm(x [T, N], weight, eps)          -> [T, N]
+    add_rmsnorm(x [T, N], delta, weight, eps) -> (rmsnorm(x + delta), x + delta)
+        the sum rounded to x's dtype first; x may be overwritten with it (TritonOps does)
     layernorm(x [T, N], weight, bias, eps)  -> [T, N]
     rope(x [T, H, D], positions [T], cos, sin) -> [T, H, D]     (HF rotate-half convention)
+    rope_kv(qkv [T, H + 2 HKV, D], positions [T], rows [T], cos, sin, k_cache, v_cache [B, L, HKV, D])
+        -> q [T, H, D] rotated; k rotated and v written to the caches at [rows[t], positions[t]]
     attention(q [B, S, H, D], k, v [B, S, HKV, D], causal, seq_lens [B] | None) -> [B, S, H, D]
         right padding: rows at or past seq_lens[b] are garbage-free zeros or ignored
     attention_decode(q [B, H, D], k_cache, v_cache [B, L, HKV, D], seq_lens [B]) -> [B, H, D]
@@ -38,9 +42,15 @@ class Ops(Protocol):
 
     def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor: ...
 
+    def add_rmsnorm(self, x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
+                    eps: float) -> tuple[torch.Tensor, torch.Tensor]: ...
+
     def layernorm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor: ...
 
     def rope(self, x: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor: ...
+
+    def rope_kv(self, qkv: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor: ...
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
                   seq_lens: torch.Tensor | None) -> torch.Tensor: ...
@@ -69,6 +79,10 @@ class TorchOps:
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
         return weight * y.to(x.dtype)
 
+    def add_rmsnorm(self, x, delta, weight, eps):
+        s = x + delta
+        return self.rmsnorm(s, weight, eps), s
+
     def layernorm(self, x, weight, bias, eps):
         return F.layer_norm(x.float(), (x.shape[-1],), weight.float(), None if bias is None else bias.float(),
                             eps).to(x.dtype)
@@ -79,6 +93,14 @@ class TorchOps:
         half = x.shape[-1] // 2
         x1, x2 = x[..., :half].float(), x[..., half:].float()
         return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
+
+    def rope_kv(self, qkv, positions, rows, cos, sin, k_cache, v_cache):
+        H, HKV = qkv.shape[1] - 2 * k_cache.shape[2], k_cache.shape[2]
+        qk = self.rope(qkv[:, :H + HKV], positions, cos, sin)
+        where = (rows.long(), positions.long())
+        k_cache[where] = qk[:, H:]
+        v_cache[where] = qkv[:, H + HKV:]
+        return qk[:, :H]
 
     def attention(self, q, k, v, *, causal, seq_lens):
         B, S, H, D = q.shape
@@ -140,11 +162,17 @@ class TritonOps:
     def rmsnorm(self, x, weight, eps):
         return kernels.rmsnorm(x, weight, eps)
 
+    def add_rmsnorm(self, x, delta, weight, eps):
+        return kernels.add_rmsnorm(x, delta, weight, eps, residual_out=x)  # the residual in place
+
     def layernorm(self, x, weight, bias, eps):
         return kernels.layernorm(x, weight, bias, eps)
 
     def rope(self, x, positions, cos, sin):
         return kernels.rope(x, positions, cos, sin)
+
+    def rope_kv(self, qkv, positions, rows, cos, sin, k_cache, v_cache):
+        return kernels.rope_kv(qkv, positions, rows, cos, sin, k_cache, v_cache)
 
     def attention(self, q, k, v, *, causal, seq_lens):
         return kernels.attention(q, k, v, causal=causal, seq_lens=seq_lens)

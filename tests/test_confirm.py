@@ -83,12 +83,12 @@ def _cases(seed: int):
     # kernel-level winner that loses end to end.
     regress = _record("matmul", {"M": 1, "N": 576, "K": 1536},
                       _other_config("matmul", {"M": 1, "N": 576, "K": 1536}, seed), median_ms=0.001)
-    noise = _record("rmsnorm", {"M": 1, "N": 576}, _other_config("rmsnorm", {"M": 1, "N": 576}, seed))
+    noise = _record("add_rmsnorm", {"M": 1, "N": 576}, _other_config("add_rmsnorm", {"M": 1, "N": 576}, seed))
     absent = _record("matmul", {"M": 8, "N": 960, "K": 576}, _other_config("matmul", {"M": 8, "N": 960, "K": 576}, seed))
     same = _record("swiglu", {"M": 1, "N": 1536})  # the heuristic's config: nothing changes
     factors = {("matmul", improve.problem_key, Config(improve.config)): 0.7,   # 30 of ~300 launches: -3% decode
                ("matmul", regress.problem_key, Config(regress.config)): 1.3,   # +3% decode step
-               ("rmsnorm", noise.problem_key, Config(noise.config)): 1.0}
+               ("add_rmsnorm", noise.problem_key, Config(noise.config)): 1.0}
     return [improve, regress, noise, absent, same], factors
 
 
@@ -134,7 +134,7 @@ def test_abba_order_is_what_is_timed(seed, tmp_path):
     improve, regress, noise = (frozenset([k]) for k in keys)
     every = frozenset(keys)
     none = frozenset()
-    # prefill b=1 launches only the rmsnorm record (final norm at M=1); decode launches all three
+    # prefill b=1 launches only the add_rmsnorm record (final norm at M=1); decode launches all three
     prefill = [("prefill b=1 s=16", s) for s in (none, noise, noise, none)]
     decode = [("decode b=1", s) for s in (none, improve, regress, noise, every, every, noise, regress, improve, none)]
     assert timer.calls == (prefill + decode) * 3

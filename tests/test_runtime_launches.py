@@ -117,9 +117,12 @@ def test_llama_counts_add_up(name, quant):
         for phase in ("prefill", "decode"):
             assert _count(launches, phase, LINEAR_KERNELS) == 4 * L + 1  # qkv, o, gate_up, down; lm_head
             assert _count(launches, phase, role="lm_head") == 1
-            assert _count(launches, phase, {"rmsnorm"}) == 2 * L + 1
-            for kernel in ("rope", "swiglu"):
+            # layer 0's attention norm; every other norm adds the residual first (2L - 1 + final)
+            assert _count(launches, phase, {"rmsnorm"}) == 1
+            assert _count(launches, phase, {"add_rmsnorm"}) == 2 * L
+            for kernel in ("rope_kv", "swiglu"):
                 assert _count(launches, phase, {kernel}) == L
+            assert _count(launches, phase, {"rope"}) == 0
         assert _count(launches, "prefill", {"attention"}) == L
         assert _count(launches, "decode", {"attention_decode"}) == L
         assert _count(launches, "decode", {"attention"}) == 0
@@ -132,7 +135,8 @@ def test_bert_counts_add_up_and_it_has_no_decode():
     assert _count(launches, "prefill", LINEAR_KERNELS) == 4 * config.layers
     assert _count(launches, "prefill", {"layernorm"}) == 2 * config.layers + 1
     assert _count(launches, "prefill", {"gelu"}) == config.layers
-    assert _count(launches, "prefill", {"rmsnorm", "rope", "swiglu", "attention_decode"}) == 0
+    assert _count(launches, "prefill", {"rmsnorm", "add_rmsnorm", "rope", "rope_kv", "swiglu",
+                                                "attention_decode"}) == 0
     roles = _by_role(launches, "prefill")
     for role in ("qkv", "o", "up", "down"):
         assert roles[role].options == {"bias": "1"}
@@ -159,7 +163,8 @@ def test_batch_and_seq_set_the_shapes(batch, seq, gen):
     assert pre["swiglu"].shape == {"M": batch * seq, "N": 14336}
     assert pre["down"].shape == {"M": batch * seq, "N": 4096, "K": 14336}
     assert pre["attn_norm"].shape == {"M": batch * seq, "N": 4096}
-    assert pre["rope"].shape == {"T": batch * seq, "H": 32 + 8, "D": 128}
+    assert pre["rope"].kernel == "rope_kv"
+    assert pre["rope"].shape == {"T": batch * seq, "H": 32, "HKV": 8, "D": 128}
     assert pre["attention"].shape == {"B": batch, "H": 32, "HKV": 8, "S": seq, "D": 128}
     # one sequence: the plain problem; a batch passes its lengths (ragged prompts)
     assert pre["attention"].options == {"causal": "1", "varlen": "1" if batch > 1 else "0"}

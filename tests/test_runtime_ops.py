@@ -64,6 +64,39 @@ def test_norms_and_activations_agree(dtype, generator):
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_add_rmsnorm_agrees_and_is_add_then_norm(dtype, generator):
+    """Both backends return (norm of the sum, the sum); the triton one updates x in place."""
+    dt = DT[dtype]
+    x = torch.randn(13, 257, generator=generator).to(dt)
+    delta = torch.randn(13, 257, generator=generator).to(dt)
+    g = (1 + 0.1 * torch.randn(257, generator=generator)).to(dt)
+    want_y, want_s = TORCH.add_rmsnorm(x, delta, g, 1e-5)
+    assert torch.equal(want_s, x + delta)
+    _close(want_y, TORCH.rmsnorm(x + delta, g, 1e-5), dt)
+    y, s = TRITON.add_rmsnorm(x, delta, g, 1e-5)
+    assert s is x and torch.equal(x, want_s)
+    _close(y, want_y, dt)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_rope_kv_agrees_in_q_and_both_caches(dtype, generator):
+    """3 sequences, 11 tokens at scattered (row, position) slots, H=6 query heads over HKV=2."""
+    dt = DT[dtype]
+    qkv = torch.randn(11, (6 + 2 * 2) * 64, generator=generator).to(dt).view(11, 10, 64)
+    slots = torch.randperm(3 * 40, generator=generator)[:11]
+    rows, pos = slots // 40, (slots % 40).to(torch.int32)
+    cos, sin = kernels.rope_cache(40, 64, 10000.0)
+    caches = {name: [torch.zeros(3, 40, 2, 64, dtype=dt) for _ in range(2)] for name in ("torch", "triton")}
+    want = TORCH.rope_kv(qkv, pos, rows, cos, sin, *caches["torch"])
+    _close(want, TORCH.rope(qkv[:, :6], pos, cos, sin), dt)
+    _close(TRITON.rope_kv(qkv, pos, rows, cos, sin, *caches["triton"]), want, dt)
+    for ours, theirs in zip(caches["triton"], caches["torch"]):
+        _close(ours, theirs, dt)
+    assert torch.equal(caches["torch"][1][rows, pos.long()], qkv[:, 8:])
+    assert int((caches["triton"][0].abs().sum(-1) > 0).sum()) == 11 * 2  # 11 slots of 2 heads, no more
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_rope_agrees_and_matches_rotate_half(dtype, generator):
     dt = DT[dtype]
     x = torch.randn(11, 5, 64, generator=generator).to(dt)
