@@ -29,6 +29,10 @@ transformers and the bandwidth roofline, and MiniLM embeddings/s against sentenc
 4. Goals (reported met / not met, never asserted): bf16 batch-1 decode >= 80% of its
    roofline; w8 >= 1.6x bf16; w4g128 >= 2.5x bf16 (batch-1 decode); bf16 batch-1 decode >= 2x
    transformers'; MiniLM >= 1.5x sentence-transformers.
+   Last, after the figures are written, the float variant's batch-1 decode step is profiled
+   kernel by kernel (CUPTI through torch.profiler, CUDA-graph replays included:
+   bench/decode_profile.py): device time per kernel, launches per step, and the share of
+   the step outside kernels (--no-decode-profile leaves it out).
 5. MiniLM (`minilm-l6`, real weights from runtime.store): embeddings/s at batch 256 x 128
    tokens (texts made of words that are one token each, so each text is exactly 128 tokens
    with [CLS] and [SEP]), bf16 with tuned configs, against sentence-transformers' `encode` of
@@ -63,6 +67,7 @@ from typing import Any
 
 import torch
 
+from bench import decode_profile as dprof
 from bench.common import slug, write_results
 from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
@@ -249,6 +254,31 @@ def run_ours(config: ModelConfig, role: str, text: str, *, device: torch.device,
     del loaded, model
     free(device)
     return row
+
+
+def profile_decode(config: ModelConfig, text: str, *, device: torch.device, devinfo: DeviceInfo, db: str | None,
+                   prompts: list[list[int]], sizes: Sizes, decode: dict | None) -> dict[str, Any]:
+    """bench/decode_profile.py on variant `text` (rebuilt from the same seeded master) at
+    batch 1, with the configs the timed runs had. Run after the figures are written (a
+    profiler that hangs on CUDA graphs would otherwise take them with it); a failure is
+    recorded, never raised."""
+    variant = parse_variant(text, gpu=device.type == "cuda")
+    step_ms = 1e3 / decode["median"] if decode and decode["median"] > 0 else None
+    try:
+        master = master_weights(config, device)
+        model = LlamaModel(config, master, variant, device, max_positions=sizes.prompt_len + sizes.new_tokens)
+        del master
+        free(device)
+        loaded = Loaded(LLAMA_PRESET, config, model, None, variant, True)
+        with launch_configs(loaded, devinfo, db, batch=1, seq=sizes.prompt_len, gen=sizes.new_tokens):
+            generate(model, prompts, sizes.new_tokens)  # warm-up, as the timed runs had
+            out = dprof.decode_profile(lambda p, n: generate(model, p, n), prompts, sizes.new_tokens,
+                                       cuda=device.type == "cuda", step_ms=step_ms)
+        del loaded, model
+        free(device)
+    except Exception as exc:  # the profile is a diagnostic: say why it is missing
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"variant": str(variant), **out}
 
 
 # -- 3. transformers ------------------------------------------------------------------------
@@ -554,6 +584,16 @@ def markdown(data: dict[str, Any]) -> str:
         "transformers is timed with max_new_tokens=1 (prefill + first token: its prefill figure) and with "
         f"max_new_tokens={s['new_tokens']}; its decode tok/s = batch x (new tokens - 1) / (time(N) - median "
         "time(1))." + (f" {hf['cache_note']}." if hf["cache_note"] else "")]
+    prof = ll.get("decode_profile")
+    if prof:
+        lines += ["", "### Where a decode step's time goes", ""]
+        if "error" in prof:
+            lines.append(f"Not profiled: {prof['error']}.")
+        elif not prof["kernels"]:
+            lines.append("The profiler recorded no kernels in the decode steps (CUPTI records of CUDA-graph "
+                         "replays missing on this stack).")
+        else:
+            lines += dprof.markdown(prof, prof["variant"])
     cc = ll["cross_check"]
     lines += ["", f"Cross-check, batch-1 greedy tokens of {cc['variant']} vs transformers: "
               f"{'equal' if cc['equal'] else 'different'} (first {cc['agreeing_prefix']} of {cc['tokens']} agree)."]
@@ -596,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the prompts and texts")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per figure")
     parser.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM section")
+    parser.add_argument("--no-decode-profile", action="store_true",
+                        help="leave out the kernel-by-kernel profile of the float variant's decode step")
     args = parser.parse_args(argv)
     env = collect_environment()
     if env.device.kind != "cuda" and not args.smoke:
@@ -653,6 +695,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     data["goals"] = goals(llama, bandwidth, minilm)
     write_results(out, data, markdown)
+    if not args.no_decode_profile:
+        text = dict(variants)["float"]
+        print(f"profiling {text}'s batch-1 decode step kernel by kernel", flush=True)
+        llama["decode_profile"] = profile_decode(config, text, device=device, devinfo=devinfo, db=db,
+                                                 prompts=prompts[1], sizes=sizes,
+                                                 decode=float_row["batches"]["1"]["decode_tokens_per_s"])
+        write_results(out, data, markdown)
     return 0
 
 

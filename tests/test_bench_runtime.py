@@ -56,6 +56,12 @@ def test_smoke_run_writes_every_section(smoke):
     assert hf["dtype"] == "float32" and hf["cache"] in ("static", "default") and hf["version"]
     for b in hf["batches"].values():
         assert positive(b["decode_tokens_per_s"]) and positive(b["prefill_tokens_per_s"])
+    prof = llama["decode_profile"]  # the float variant's batch-1 step (CPU ops here)
+    assert "error" not in prof, prof
+    assert prof["variant"] == "fp32:torch" and prof["decode_steps"] == sizes["new_tokens"] - 1
+    assert prof["kernels"] and prof["busy_us_per_step"] > 0
+    assert prof["step_us"] > 0 and 0 <= prof["outside_kernels_share"] <= 1
+    assert "### Where a decode step's time goes" in md and "CPU ops a step" in md
     goals = data["goals"]
     assert len(goals) == 5 and all(g["met"] in (True, False, None) for g in goals)
     assert all(g["value"] is None or g["value"] > 0 for g in goals)

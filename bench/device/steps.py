@@ -88,7 +88,8 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
                  *tune_common, "--out", "{work}/runs/tune-w4a16", stdout="tune-matmul_w4a16.json"),
             _cmd("{py}", "-m", "infertune", "db", "export", "--db", db, "--format", "json", "--out", "{work}/tuned"),
         )),
-        Step("runtime", "decode / prefill vs transformers, MiniLM vs sentence-transformers", 170, (
+        Step("runtime", "decode / prefill vs transformers, MiniLM vs sentence-transformers, decode kernel profile",
+             175, (
             _cmd("{py}", "-m", "bench.device.models", "unpack", "{models}"),
             _cmd("{py}", "-m", "bench.runtime", "--db", db, "--out", "{work}/runtime", "--reps", "3"),
         )),
