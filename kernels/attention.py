@@ -296,11 +296,26 @@ def registers_fit(config: Config, problem: Problem, device: DeviceInfo) -> str |
     return None
 
 
+def _fp32_gpu_tile(D: int) -> Config:
+    """fp32 on a GPU: the dots run on FMAs (ieee), whose operand layouts hold far more per
+    thread than tensor-core ones. Compiled for sm_90 (triton 3.9, tests/test_sm90_compile.py),
+    the bf16 tile (128 x 64) spilled thousands of registers in the key loop at D = 64, 128 and
+    256; these are the largest tiles that spilled none: D <= 64 32 x 32 (105 registers),
+    D <= 128 32 x 16 (182), D = 256 16 x 16 (128), 4 warps each."""
+    if D <= 64:
+        return Config(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+    if D <= 128:
+        return Config(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=2)
+    return Config(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=2)
+
+
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     B, H, S, D = problem["B"], problem["H"], problem["S"], problem["D"]
     if device.kind != "cuda":
         # The interpreter pays per program and per loop step, not per FLOP: few, large tiles.
         cfg = Config(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2)
+    elif problem.dtype == "fp32":
+        cfg = _fp32_gpu_tile(D)
     else:
         # Triton tutorial 06's Hopper choice: 128 query rows, 64-key steps, 3 stages;
         # 8 warps once D=128 makes the accumulator large.

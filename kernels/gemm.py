@@ -132,7 +132,8 @@ def weight_only_max_block_k(problem: Problem, device: DeviceInfo, cap: int = 128
 
 
 def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_block_k: int = 64,
-              large_block_n: int = 128, max_block_k: int = 128, block_k_min: int = C.MIN_DOT) -> Config:
+              large_block_m: int = 128, large_block_n: int = 128, max_block_k: int = 128,
+              block_k_min: int = C.MIN_DOT) -> Config:
     """A default valid for every problem and device.
 
     CPU interpreter: the fewest, largest tiles (it pays per program and K step, not per
@@ -140,7 +141,8 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
     CUDA, M <= 64 (decode): a GEMV-like weight stream in 16..64-row tiles, K split until
     the SMs are covered. Larger M: 128x128 tiles, grouped order, 3 stages.
     large_block_k: K step for large M (fp8 takes 128: half the bytes per element).
-    large_block_n: N tile for large M (int4 takes 64: its dequantization needs the registers).
+    large_block_m, large_block_n: M and N tile for large M (int4 takes N 64: its
+        dequantization needs the registers; fp32 int8 takes 64 x 64).
     max_block_k: cap on the K step (int4: its quantization group).
     """
     M, N, K = problem["M"], problem["N"], problem["K"]
@@ -149,8 +151,8 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
     elif M <= 64:
         cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
     else:
-        cfg = Config(BLOCK_M=128, BLOCK_N=large_block_n, BLOCK_K=large_block_k, GROUP_M=8, SPLIT_K=1, num_warps=8,
-                     num_stages=3)
+        cfg = Config(BLOCK_M=large_block_m, BLOCK_N=large_block_n, BLOCK_K=large_block_k, GROUP_M=8, SPLIT_K=1,
+                     num_warps=8, num_stages=3)
     cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
                       BLOCK_K=min(cfg["BLOCK_K"], C.padded(K, block_k_min), max_block_k))
     if C.cdiv(M, cfg["BLOCK_M"]) == 1:

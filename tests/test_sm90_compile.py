@@ -6,9 +6,9 @@ with launches recorded instead of run, and compiled with Triton's NVIDIA backend
 sm_90 (tests/sm90_compile.py says how). Asserted for every kernel launched: the compile
 succeeds and its shared memory fits H100's opt-in limit, i.e. the spec's constraints
 rejected over-limit configs before compiling; for the heuristic defaults also that no
-register spills inside a loop. A spill outside every loop costs a few stores and loads
-per program and is let through: matmul's M=1 default (BLOCK_M=16, BLOCK_N=64, BLOCK_K=128,
-4 warps, 4 stages, SPLIT_K=2) has one, measured with Triton 3.9: 64 registers, 8 bytes of
+register spills inside a loop, in every dtype the kernel runs (fp16 and fp32 defaults too).
+A spill outside every loop costs a few stores and loads per program and is let through:
+matmul's M=1 default (BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, 4 warps, 4 stages, SPLIT_K=2) has one, measured with Triton 3.9: 64 registers, 8 bytes of
 stack, one STL before the K loop and one LDL after it (M=16, not specialized to the
 constant 1, compiles to the same 64 registers without it).
 One child process per kernel, so pytest-xdist spreads them. It runs under this environment's
@@ -120,6 +120,29 @@ def compiled(jobs: list[Job], what: str) -> list[JobResult]:
 @pytest.mark.parametrize("spec", kernels.REGISTRY, ids=lambda s: s.name)
 def test_compiles_for_h100(spec: KernelSpec):
     results = compiled(jobs_for(spec), spec.name)
+    found = [line for result in results for line in problems_found(result)]
+    assert not found, "\n".join(found)
+
+
+def other_dtype_jobs(spec: KernelSpec) -> list[Job]:
+    """The heuristic default of each LLM problem in every dtype but bf16 (which jobs_for covers)."""
+    jobs = []
+    for problem in llm_problems(spec):
+        for dtype in spec.dtypes:
+            if dtype == DTYPE:
+                continue
+            p = spec.problem(problem.dims, dtype, dict(problem.options))
+            jobs.append(Job(spec.name, p.dims, dtype, dict(p.options), str(spec.heuristic(p, H100)), "heuristic"))
+    return jobs
+
+
+@pytest.mark.parametrize("spec", [s for s in kernels.REGISTRY if set(s.dtypes) - {DTYPE}], ids=lambda s: s.name)
+def test_defaults_of_every_dtype_do_not_spill(spec: KernelSpec):
+    """fp16 and fp32 defaults too: fp32 dots run on FMAs, whose operands take far more
+    registers than tensor-core ones; the bf16 tiles spilled thousands of registers in
+    attention's key loop, attention_decode's with a 64-query group, and matmul_w8a16's K
+    loop at M = 2048 (kernels/attention.py _fp32_gpu_tile says what fits instead)."""
+    results = compiled(other_dtype_jobs(spec), f"{spec.name} fp16/fp32 default")
     found = [line for result in results for line in problems_found(result)]
     assert not found, "\n".join(found)
 
