@@ -257,8 +257,8 @@ class LlamaModel:
         ops, c = self.ops, self.config
         B, H, HKV, D = tokens.shape[0], c.heads, c.kv_heads, c.head_dim
         pos = cache.lengths
-        seq_lens = pos + 1
         with kernels.nvtx_range("decode step", "model", f"B={B}"):
+            seq_lens = pos + 1
             x = self.embed[tokens]
             h = ops.rmsnorm(x, self.layers[0]["attn_norm"], c.norm_eps)
             for i, layer in enumerate(self.layers):
