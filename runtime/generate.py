@@ -94,6 +94,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class _TokenReader:
+    """Copies of each step's new tokens to the host without waiting for later steps: on a GPU
+    into one of two pinned buffers (a copy queued behind a step, then an event), so reading
+    step i's tokens waits for step i only, not for step i+1 queued after it."""
+
+    def __init__(self, device: torch.device, batch: int) -> None:
+        self.cuda = device.type == "cuda"
+        self.buffers = ([torch.empty(batch, dtype=torch.long, pin_memory=True) for _ in range(2)]
+                        if self.cuda else [])
+        self.turn = 0
+
+    def start(self, tokens: torch.Tensor):
+        if not self.cuda:
+            return tokens, None
+        host = self.buffers[self.turn]
+        self.turn ^= 1
+        host.copy_(tokens, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, event
+
+    @staticmethod
+    def read(pending) -> list[int]:
+        host, event = pending
+        if event is not None:
+            event.synchronize()
+        return host.tolist()
+
+
 class GraphedDecode:
     """A decode step captured in a CUDA graph and replayed: static token, cache and logits
     buffers, so a replay launches the whole step at once. Capture after a warm-up step (the
@@ -164,24 +193,36 @@ def generate(model: LlamaModel, prompts: Sequence[Sequence[int]], max_new_tokens
 
     use_graph = model.variant.cuda_graphs and device.type == "cuda"
     step, graphed, capture_seconds, decode_tokens = model.decode, None, 0.0, 0
+    steps, enqueued = max_new_tokens - 1, 0
+    reader = _TokenReader(device, B)
+    inflight = None  # the host copy of the newest step's tokens, not yet read
     start = time.perf_counter()
     with torch.inference_mode():
-        for _ in range(max_new_tokens - 1):
-            if all(done):
+        while True:
+            # One step ahead: step i+1 is queued before step i's tokens are read, so the
+            # device runs it while the host reads and books them (no idle gap per step).
+            # What the host knows lags one step: after EOS ends every sequence, one step more
+            # may have run; its tokens are dropped, and the tokens are those of a lock-step loop.
+            queued = None
+            if enqueued < steps and not all(done):
+                current = next_tokens(step(current, cache), sampling, generator)
+                enqueued += 1
+                queued = reader.start(current)
+                if use_graph and graphed is None:  # the first step was the warm-up
+                    _sync(device)
+                    mark = time.perf_counter()
+                    graphed = step = GraphedDecode(model, cache, current)
+                    _sync(device)
+                    capture_seconds = time.perf_counter() - mark
+            if inflight is not None:
+                for b, t in enumerate(reader.read(inflight)):
+                    if not done[b]:
+                        out[b].append(t)
+                        done[b] = t in eos
+                        decode_tokens += 1
+            inflight = queued
+            if inflight is None:
                 break
-            current = next_tokens(step(current, cache), sampling, generator)
-            picked = current.tolist()
-            for b, t in enumerate(picked):
-                if not done[b]:
-                    out[b].append(t)
-                    done[b] = t in eos
-                    decode_tokens += 1
-            if use_graph and graphed is None:  # the first step was the warm-up
-                _sync(device)
-                mark = time.perf_counter()
-                graphed = step = GraphedDecode(model, cache, current)
-                _sync(device)
-                capture_seconds = time.perf_counter() - mark
     _sync(device)
     decode_seconds = time.perf_counter() - start - capture_seconds
     return Generation(out, prefill_seconds, sum(lengths), decode_seconds, decode_tokens, capture_seconds)

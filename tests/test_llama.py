@@ -291,6 +291,20 @@ def test_eos_stops_one_sequence_and_not_the_others(small_model):
     assert stopped.prefill_seconds > 0 and stopped.decode_tokens_per_s > 0
 
 
+def test_eos_ending_every_sequence_costs_at_most_one_step_more(small_model, monkeypatch):
+    """generate queues step i+1 before reading step i's tokens: when EOS ends the last
+    sequence, one step more may have run. Its tokens are dropped; the steps stop there."""
+    free = generate(small_model, PROMPTS[:1], 12).tokens[0]
+    eos = free[3]
+    calls = []
+    decode = small_model.decode
+    monkeypatch.setattr(small_model, "decode", lambda *a: calls.append(1) or decode(*a))
+    stopped = generate(small_model, PROMPTS[:1], 12, eos_ids=[eos])
+    assert stopped.tokens[0] == free[:free.index(eos) + 1]
+    assert stopped.decode_tokens == free.index(eos)
+    assert stopped.decode_tokens <= len(calls) <= stopped.decode_tokens + 1
+
+
 def test_too_long_prompts_and_bad_requests_raise_one_line(small_model):
     for prompts, limit, error in [([[1] * 129], 1, PromptTooLong), ([[1] * 100], 29, PromptTooLong),
                                   ([[]], 1, InvalidWorkload), ([[101]], 1, InvalidWorkload),
