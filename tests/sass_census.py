@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("shape", help="the spec's dims in order, e.g. 1x4096x4096")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--quant", default=None, help="the quant option, for the quantized kernels")
-    parser.add_argument("--config", default=None, help="a config (Config text); default: the heuristic's")
+    parser.add_argument("--config", default=None, help="a config (Config text; missing parameters from the heuristic); default: the heuristic's")
     parser.add_argument("--top", type=int, default=25, help="opcodes to print per launch")
     args = parser.parse_args(argv)
     try:
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(values) != len(spec.dims):
             raise ValueError(f"{args.kernel} has dims {'x'.join(spec.dims)}; got {args.shape!r}")
         problem = spec.problem(dict(zip(spec.dims, values)), args.dtype, {"quant": args.quant} if args.quant else {})
-        config = Config.parse(args.config) if args.config else spec.heuristic(problem, H100)
+        # A partial config is completed from the heuristic and checked against the constraints.
+        config = spec.complete(Config.parse(args.config), problem, H100) if args.config else \
+            spec.heuristic(problem, H100)
     except (KeyError, ValueError) as exc:  # UnknownKernel, InvalidProblem, InvalidConfig are ValueErrors
         print(f"sass_census: {exc}", file=sys.stderr)
         return 2

@@ -215,7 +215,8 @@ def test_sass_census_prints_the_k_loop(capsys):
 
     assert sass_census.main(["nope", "1x2"]) == 2
     assert sass_census.main(["matmul", "1x2"]) == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+    assert sass_census.main(["matmul", "1x64x64", "--config", "BLOCK_N=512"]) == 2  # not a candidate
+    assert len(capsys.readouterr().err.strip().splitlines()) == 3
     code = sass_census.main(["matmul_w8a16", "1x4096x4096", "--top", "40"])
     out = capsys.readouterr()
     if code == 2 and "cannot compile for sm_90" in out.err:
@@ -223,3 +224,6 @@ def test_sass_census_prints_the_k_loop(capsys):
     assert code == 0
     assert "_w8a16_kernel[" in out.out and "instructions inside loops" in out.out
     assert "HMMA" in out.out and "I2F" not in out.out
+    # a partial config: the rest from the heuristic
+    assert sass_census.main(["matmul_w8a16", "1x4096x4096", "--config", "BLOCK_N=32"]) == 0
+    assert "BLOCK_N=32," in capsys.readouterr().out
