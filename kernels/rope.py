@@ -179,24 +179,25 @@ def _x_elements(config: Config, problem: Problem) -> int:
 
 def _x_largest(problem: Problem) -> int:
     """The largest x tile the problem and the candidates allow."""
-    return (min(C.next_pow2(problem["T"]), max(_T_VALUES)) * min(C.next_pow2(problem["H"]), max(_H_VALUES))
+    return (min(C.next_pow2(problem["T"]), max(T_VALUES)) * min(C.next_pow2(problem["H"]), max(H_VALUES))
             * 2 * C.next_pow2(problem["D"] // 2))
 
 
 # Registers per (x1, x2) pair a thread holds (measured: see rowwise.tile_registers_fit).
-_REGS_PER_PAIR = 2.0
-_T_VALUES = (1, 2, 4, 8, 16, 32)
-_H_VALUES = (1, 2, 4, 8, 16, 32, 64)
-_WARPS = (1, 2, 4, 8)
+REGS_PER_PAIR = 2.0
+T_VALUES = (1, 2, 4, 8, 16, 32)
+H_VALUES = (1, 2, 4, 8, 16, 32, 64)
+WARPS = (1, 2, 4, 8)
 
 
-def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    T, H, D = problem["T"], problem["H"], problem["D"]
+def tile_heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, T: int, H: int, D: int) -> Config:
+    """BLOCK_T / BLOCK_H / num_warps over T tokens of H heads of size D (rope, and rope_kv over
+    its q, k and v heads), valid for `spec`."""
     half = C.next_pow2(D // 2)
     target = (rowwise.GPU_TILE if device.kind == "cuda" else rowwise.CPU_TILE) // 2  # pairs
     # All heads of a token first (one cos/sin row serves them), then more tokens.
-    block_h = max(1, min(C.next_pow2(H), target // half, max(_H_VALUES)))
-    block_t = max(1, min(C.next_pow2(T), target // (block_h * half), max(_T_VALUES)))
+    block_h = max(1, min(C.next_pow2(H), target // half, max(H_VALUES)))
+    block_t = max(1, min(C.next_pow2(T), target // (block_h * half), max(T_VALUES)))
     if device.kind == "cuda":
         # Keep two programs per SM where halving keeps the tile at MIN_TILE or more.
         def short(bt: int, bh: int) -> bool:
@@ -207,8 +208,12 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
         while block_h > 1 and short(block_t, block_h):
             block_h //= 2
     cfg = Config(BLOCK_T=block_t, BLOCK_H=block_h,
-                 num_warps=rowwise.warps_for(2 * block_t * block_h * half, max_warps=max(_WARPS)))
-    return C.shrink_to_fit(SPEC, cfg, problem, device, ("BLOCK_T", "BLOCK_H", "num_warps"))
+                 num_warps=rowwise.warps_for(2 * block_t * block_h * half, max_warps=max(WARPS)))
+    return C.shrink_to_fit(spec, cfg, problem, device, ("BLOCK_T", "BLOCK_H", "num_warps"))
+
+
+def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
+    return tile_heuristic(SPEC, problem, device, problem["T"], problem["H"], problem["D"])
 
 
 def _bytes(problem: Problem) -> int:
@@ -224,9 +229,9 @@ SPEC = KernelSpec(
     dims=("T", "H", "D"),
     dtypes=("fp32", "fp16", "bf16"),
     params=(
-        Param("BLOCK_T", _T_VALUES, "tokens per program"),
-        Param("BLOCK_H", _H_VALUES, "heads per program (share one cos/sin row)"),
-        Param("num_warps", _WARPS),
+        Param("BLOCK_T", T_VALUES, "tokens per program"),
+        Param("BLOCK_H", H_VALUES, "heads per program (share one cos/sin row)"),
+        Param("num_warps", WARPS),
     ),
     constraints=(
         C.power_of_two("BLOCK_T", "BLOCK_H", "num_warps"),
@@ -234,7 +239,7 @@ SPEC = KernelSpec(
         C.block_fits("BLOCK_H", "H", minimum=1),
         rowwise.warps_have_work(_pairs),
         rowwise.tile_not_tiny(_x_elements, _x_largest),
-        rowwise.tile_registers_fit(_REGS_PER_PAIR, _pairs),
+        rowwise.tile_registers_fit(REGS_PER_PAIR, _pairs),
     ),
     heuristic=_heuristic,
     make_inputs=_make_inputs,

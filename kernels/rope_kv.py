@@ -32,7 +32,7 @@ from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import run
 from .layout import check_out_writable, may_overlap
-from .rope import MAX_HEAD_DIM, rope_cache
+from .rope import H_VALUES, MAX_HEAD_DIM, REGS_PER_PAIR, T_VALUES, WARPS, rope_cache, tile_heuristic
 from .spec import Config, KernelSpec, Param, Problem
 
 
@@ -224,15 +224,8 @@ def _x_elements(config: Config, problem: Problem) -> int:
     return 2 * _pairs(config, problem)
 
 
-_T_VALUES = (1, 2, 4, 8, 16, 32)
-_H_VALUES = (1, 2, 4, 8, 16, 32, 64)
-_WARPS = (1, 2, 4, 8)
-# As rope (175 registers at 64 pairs per thread): the kernel holds the same x1, x2 tile.
-_REGS_PER_PAIR = 2.0
-
-
 def _x_largest(problem: Problem) -> int:
-    return (min(C.next_pow2(problem["T"]), max(_T_VALUES)) * min(C.next_pow2(_heads(problem)), max(_H_VALUES))
+    return (min(C.next_pow2(problem["T"]), max(T_VALUES)) * min(C.next_pow2(_heads(problem)), max(H_VALUES))
             * 2 * C.next_pow2(problem["D"] // 2))
 
 
@@ -244,24 +237,7 @@ def _block_h_fits(config: Config, problem: Problem, device: DeviceInfo) -> str |
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
-    T, heads, D = problem["T"], _heads(problem), problem["D"]
-    half = C.next_pow2(D // 2)
-    target = (rowwise.GPU_TILE if device.kind == "cuda" else rowwise.CPU_TILE) // 2  # pairs
-    # All heads of a token first (one cos/sin row serves them), then more tokens.
-    block_h = max(1, min(C.next_pow2(heads), target // half, max(_H_VALUES)))
-    block_t = max(1, min(C.next_pow2(T), target // (block_h * half), max(_T_VALUES)))
-    if device.kind == "cuda":
-        # Keep two programs per SM where halving keeps the tile at MIN_TILE or more.
-        def short(bt: int, bh: int) -> bool:
-            return (bt * bh * half >= rowwise.MIN_TILE
-                    and C.cdiv(T, bt) * C.cdiv(heads, bh) < 2 * device.sm_count)
-        while block_t > 1 and short(block_t, block_h):
-            block_t //= 2
-        while block_h > 1 and short(block_t, block_h):
-            block_h //= 2
-    cfg = Config(BLOCK_T=block_t, BLOCK_H=block_h,
-                 num_warps=rowwise.warps_for(2 * block_t * block_h * half, max_warps=max(_WARPS)))
-    return C.shrink_to_fit(SPEC, cfg, problem, device, ("BLOCK_T", "BLOCK_H", "num_warps"))
+    return tile_heuristic(SPEC, problem, device, problem["T"], _heads(problem), problem["D"])
 
 
 def _bytes(problem: Problem) -> int:
@@ -277,9 +253,9 @@ SPEC = KernelSpec(
     dims=("T", "H", "HKV", "D"),
     dtypes=("fp32", "fp16", "bf16"),
     params=(
-        Param("BLOCK_T", _T_VALUES, "tokens per program"),
-        Param("BLOCK_H", _H_VALUES, "heads per program, over q, k and v (share one cos/sin row)"),
-        Param("num_warps", _WARPS),
+        Param("BLOCK_T", T_VALUES, "tokens per program"),
+        Param("BLOCK_H", H_VALUES, "heads per program, over q, k and v (share one cos/sin row)"),
+        Param("num_warps", WARPS),
     ),
     constraints=(
         C.power_of_two("BLOCK_T", "BLOCK_H", "num_warps"),
@@ -287,7 +263,7 @@ SPEC = KernelSpec(
         _block_h_fits,
         rowwise.warps_have_work(_pairs),
         rowwise.tile_not_tiny(_x_elements, _x_largest),
-        rowwise.tile_registers_fit(_REGS_PER_PAIR, _pairs),
+        rowwise.tile_registers_fit(REGS_PER_PAIR, _pairs),
     ),
     heuristic=_heuristic,
     make_inputs=_make_inputs,
