@@ -296,17 +296,12 @@ def registers_fit(config: Config, problem: Problem, device: DeviceInfo) -> str |
     return None
 
 
-def _fp32_gpu_tile(D: int) -> Config:
-    """fp32 on a GPU: the dots run on FMAs (ieee), whose operand layouts hold far more per
-    thread than tensor-core ones. Compiled for sm_90 (triton 3.9, tests/test_sm90_compile.py),
-    the bf16 tile (128 x 64) spilled thousands of registers in the key loop at D = 64, 128 and
-    256; these are the largest tiles that spilled none: D <= 64 32 x 32 (105 registers),
-    D <= 128 32 x 16 (182), D = 256 16 x 16 (128), 4 warps each."""
-    if D <= 64:
-        return Config(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
-    if D <= 128:
-        return Config(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=2)
-    return Config(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=2)
+# fp32 on a GPU: the dots run on FMAs (ieee), whose operand layouts hold far more per thread
+# than tensor-core ones. Compiled for sm_90 (tests/test_sm90_compile.py), the bf16 tile
+# (128 x 64) spilled thousands of registers in the key loop at D = 64, 128 and 256, and so did
+# 32 x 16 with 4 warps at D = 128 under triton 3.6 (the GPU image's; not under 3.9). 32 x 16
+# with 8 warps spilled none at D = 32 to 256 under both (52 to 106 registers).
+FP32_GPU_TILE = Config(BLOCK_M=32, BLOCK_N=16, num_warps=8, num_stages=2)
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
@@ -315,7 +310,7 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
         # The interpreter pays per program and per loop step, not per FLOP: few, large tiles.
         cfg = Config(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2)
     elif problem.dtype == "fp32":
-        cfg = _fp32_gpu_tile(D)
+        cfg = FP32_GPU_TILE
     else:
         # Triton tutorial 06's Hopper choice: 128 query rows, 64-key steps, 3 stages;
         # 8 warps once D=128 makes the accumulator large.
