@@ -11,7 +11,8 @@ launches (torch's add, then rmsnorm) compute it, so the fused path is bit-for-bi
 unfused one in s and within rmsnorm's own rounding in y. `residual_out` may be x itself
 (the runtime updates the residual stream in place): every element of x is read by the
 program that overwrites it, before it does. Rows wider than BLOCK_N are walked twice;
-the second pass reads s back from residual_out (after a barrier: x may be gone).
+the second pass reads s back from residual_out (after a barrier: x may be gone). The
+program body is rmsnorm's (`rmsnorm_rows`, with HAS_RESIDUAL).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
 from .launching import run
 from .layout import check_out_disjoint
+from .rmsnorm import rmsnorm_rows
 from .spec import Config, KernelSpec, Param, Problem
 
 
@@ -40,49 +42,8 @@ def _add_rmsnorm_kernel(
     stride_xm, stride_xn, stride_dm, stride_dn, stride_w, stride_rm, stride_rn, stride_om, stride_on,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_mask = rows < M
-    rows64 = rows.to(tl.int64)  # rows * stride may pass 2**31 elements
-    x_rows = x_ptr + rows64[:, None] * stride_xm
-    d_rows = d_ptr + rows64[:, None] * stride_dm
-    r_rows = r_ptr + rows64[:, None] * stride_rm
-    out_rows = out_ptr + rows64[:, None] * stride_om
-    cols = tl.arange(0, BLOCK_N)
-
-    if ONE_TILE:
-        mask = row_mask[:, None] & (cols[None, :] < N)
-        x = tl.load(x_rows + cols[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
-        d = tl.load(d_rows + cols[None, :] * stride_dn, mask=mask, other=0.0).to(tl.float32)
-        s = (x + d).to(r_ptr.dtype.element_ty)  # the residual in the activation dtype
-        tl.store(r_rows + cols[None, :] * stride_rn, s, mask=mask)
-        sf = s.to(tl.float32)
-        rstd = tl.math.rsqrt(tl.sum(sf * sf, axis=1) / N + eps)
-        w = tl.load(w_ptr + cols * stride_w, mask=cols < N, other=0.0).to(tl.float32)
-        y = sf * rstd[:, None] * w[None, :]
-        tl.store(out_rows + cols[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for start in range(0, N, BLOCK_N):
-            c = start + cols
-            mask = row_mask[:, None] & (c[None, :] < N)
-            x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
-            d = tl.load(d_rows + c[None, :] * stride_dn, mask=mask, other=0.0).to(tl.float32)
-            s = (x + d).to(r_ptr.dtype.element_ty)
-            tl.store(r_rows + c[None, :] * stride_rn, s, mask=mask)
-            sf = s.to(tl.float32)
-            acc += sf * sf
-        rstd = tl.math.rsqrt(tl.sum(acc, axis=1) / N + eps)
-        # The second pass reads s back: when residual_out is x, x no longer holds the input.
-        # The stores above were made by other threads of this program; the barrier makes
-        # them visible (bar.sync orders global memory within a CTA).
-        tl.debug_barrier()
-        for start in range(0, N, BLOCK_N):
-            c = start + cols
-            mask = row_mask[:, None] & (c[None, :] < N)
-            sf = tl.load(r_rows + c[None, :] * stride_rn, mask=mask, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + c * stride_w, mask=c < N, other=0.0).to(tl.float32)
-            y = sf * rstd[:, None] * w[None, :]
-            tl.store(out_rows + c[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
+    rmsnorm_rows(x_ptr, d_ptr, w_ptr, r_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, stride_dm, stride_dn,
+                 stride_w, stride_rm, stride_rn, stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, True)
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,20 @@ from .spec import Config, KernelSpec, Param, Problem
 
 
 @triton.jit
-def _rmsnorm_kernel(
-    x_ptr, w_ptr, out_ptr,
+def rmsnorm_rows(
+    x_ptr, d_ptr, w_ptr, r_ptr, out_ptr,
     M, N, eps,
-    stride_xm, stride_xn, stride_w, stride_om, stride_on,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
+    stride_xm, stride_xn, stride_dm, stride_dn, stride_w, stride_rm, stride_rn, stride_om, stride_on,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
 ):
+    """The rows of one program. HAS_RESIDUAL (add_rmsnorm): the rows are s = x + d, rounded
+    to r's dtype and stored to r first, as torch's add would; without it d and r are unused."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < M
     rows64 = rows.to(tl.int64)  # rows * stride may pass 2**31 elements
     x_rows = x_ptr + rows64[:, None] * stride_xm
+    d_rows = d_ptr + rows64[:, None] * stride_dm
+    r_rows = r_ptr + rows64[:, None] * stride_rm
     out_rows = out_ptr + rows64[:, None] * stride_om
     cols = tl.arange(0, BLOCK_N)
 
@@ -43,6 +47,11 @@ def _rmsnorm_kernel(
         # The whole row is in registers: read x once.
         mask = row_mask[:, None] & (cols[None, :] < N)
         x = tl.load(x_rows + cols[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            s = (x + tl.load(d_rows + cols[None, :] * stride_dn, mask=mask, other=0.0).to(tl.float32))
+            s = s.to(r_ptr.dtype.element_ty)  # the residual in the activation dtype
+            tl.store(r_rows + cols[None, :] * stride_rn, s, mask=mask)
+            x = s.to(tl.float32)
         rstd = tl.math.rsqrt(tl.sum(x * x, axis=1) / N + eps)
         w = tl.load(w_ptr + cols * stride_w, mask=cols < N, other=0.0).to(tl.float32)
         y = x * rstd[:, None] * w[None, :]
@@ -54,15 +63,39 @@ def _rmsnorm_kernel(
             c = start + cols
             mask = row_mask[:, None] & (c[None, :] < N)
             x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
+            if HAS_RESIDUAL:
+                s = (x + tl.load(d_rows + c[None, :] * stride_dn, mask=mask, other=0.0).to(tl.float32))
+                s = s.to(r_ptr.dtype.element_ty)
+                tl.store(r_rows + c[None, :] * stride_rn, s, mask=mask)
+                x = s.to(tl.float32)
             acc += x * x
         rstd = tl.math.rsqrt(tl.sum(acc, axis=1) / N + eps)
+        if HAS_RESIDUAL:
+            # The second pass reads s back: when r is x, x no longer holds the input. The
+            # stores above were made by other threads of this program; the barrier makes them
+            # visible (bar.sync orders global memory within a CTA).
+            tl.debug_barrier()
         for start in range(0, N, BLOCK_N):
             c = start + cols
             mask = row_mask[:, None] & (c[None, :] < N)
-            x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
+            if HAS_RESIDUAL:
+                x = tl.load(r_rows + c[None, :] * stride_rn, mask=mask, other=0.0).to(tl.float32)
+            else:
+                x = tl.load(x_rows + c[None, :] * stride_xn, mask=mask, other=0.0).to(tl.float32)
             w = tl.load(w_ptr + c * stride_w, mask=c < N, other=0.0).to(tl.float32)
             y = x * rstd[:, None] * w[None, :]
             tl.store(out_rows + c[None, :] * stride_on, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _rmsnorm_kernel(
+    x_ptr, w_ptr, out_ptr,
+    M, N, eps,
+    stride_xm, stride_xn, stride_w, stride_om, stride_on,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
+):
+    rmsnorm_rows(x_ptr, x_ptr, w_ptr, x_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, 0, 0, stride_w, 0, 0,
+                 stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, False)
 
 
 @dataclass(frozen=True)

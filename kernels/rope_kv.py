@@ -145,11 +145,12 @@ def _launch(inputs: RopeKVInputs, config: Config, out: torch.Tensor | None = Non
     rowwise.check_out("rope_kv", out, (T, H, D), x)
     # The caches are written too: each with one address per element, apart from the other
     # cache and from everything read (q and out are checked by the common path).
-    for name, cache, other in (("k_cache", kc, vc), ("v_cache", vc, kc)):
+    # The pair of caches is checked once, from k's side.
+    for name, cache, other in (("k_cache", kc, vc), ("v_cache", vc, None)):
         check_out_writable(f"rope_kv {name}", cache)
         for what, t in (("qkv", x), ("the other cache", other), ("positions", pos), ("rows", rows),
                         ("cos", cos), ("sin", sin)):
-            if may_overlap(cache, t):
+            if t is not None and may_overlap(cache, t):
                 raise InvalidProblem(f"rope_kv: {name} shares memory with {what}; pass separate buffers")
     grid = (triton.cdiv(T, config["BLOCK_T"]), triton.cdiv(heads, config["BLOCK_H"]))
     _rope_kv_kernel[grid](
