@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes (checks the script; figures mean nothing)")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--m", default=None, help=f"comma-separated M values (default {','.join(map(str, M_VALUES))})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/<device>-<date>)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     m_values, nk_values = (SMOKE_M, SMOKE_NK) if args.smoke else (M_VALUES, NK_VALUES)
+    if args.m:
+        try:
+            m_values = tuple(int(v) for v in args.m.split(","))
+        except ValueError:
+            print(f"--m takes comma-separated integers; got {args.m!r}", file=sys.stderr)
+            return 2
     failures: list[dict] = []
     results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed, failures)
     now = dt.datetime.now(dt.timezone.utc)

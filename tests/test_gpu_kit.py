@@ -126,6 +126,8 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     data = json.loads((out / "results.json").read_text())
     assert data["environment"]["device"]["kind"] == "cpu"
     assert data["kernels"]["per_kernel"]["matmul"]["all_correct"]
+    unpack = data["int4_unpacking"]  # on the CPU both sides run Triton's unpacking: plumbing only
+    assert [(r["M"], r["N"], r["K"]) for r in unpack["rows"]] == [(1, 96, 64)] and unpack["rows"][0]["correct"]
     assert {r["kernel"] for r in data["tune"]["rows"]} == {"matmul", "matmul_w4a16"}
     assert data["ncu"]["matmul"]["status"] in ("absent", "refused", "failed")
     minilm = data["runtime"]["minilm"]
@@ -171,9 +173,34 @@ def test_summary_of_the_h200_run_matches_its_raw_files():
     assert "| matmul_w4a16 |" in summary.markdown(data)
 
 
+def _bench_row(kernel: str, m: int, ms: float, ok: bool = True) -> dict:
+    return {"kernel": kernel, "shape": {"M": m, "N": 4096, "K": 4096}, "options": {"quant": "int4-g128"},
+            "triton": {"median_ms": ms}, "baseline": {"median_ms": 0.02}, "speedup": 0.02 / ms,
+            "accuracy": {"ok": ok}}
+
+
+def test_int4_unpacking_pairs_the_same_shapes(tmp_path):
+    """The PTX-vs-Triton table: rows paired by shape, ratio Triton ms / PTX ms, any wrong side
+    marks the row; unpaired rows and other kernels are left out."""
+    for folder, rows in (("kernels", [_bench_row("matmul_w4a16", 1, 0.010), _bench_row("matmul_w4a16", 16, 0.020),
+                                      _bench_row("matmul", 1, 0.5)]),
+                         ("kernels-int4-bits", [_bench_row("matmul_w4a16", 1, 0.025),
+                                                _bench_row("matmul_w4a16", 16, 0.030, ok=False),
+                                                _bench_row("matmul_w4a16", 128, 0.1)])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({"results": rows}))
+    data = summary.summarize(tmp_path)["data"]
+    rows = data["int4_unpacking"]["rows"]
+    assert [(r["M"], round(r["ptx_speedup"], 6), r["correct"]) for r in rows] == [(1, 2.5, True), (16, 1.5, False)]
+    assert data["int4_unpacking"]["geomean"] == pytest.approx(math.sqrt(2.5 * 1.5))
+    text = summary.markdown(data)
+    assert "nibble unpacking in PTX" in text and "| 1 | 4096 | 4096 | 0.0100 | 0.0250 | 2.50x |" in text
+    assert "| 16 | 4096 | 4096 | 0.0200 | 0.0300 | 1.50x | 0.0200 | NO |" in text
+
+
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path):
     data = summary.summarize(tmp_path)["data"]
-    assert data["kernels"] is None and data["tune"] is None
+    assert data["kernels"] is None and data["tune"] is None and data["int4_unpacking"] is None
     tpe = next(g for g in data["goals"] if g["figure"] == "TPE on recorded grids")
     assert tpe["met"] is None and "not measured" in tpe["note"]
 

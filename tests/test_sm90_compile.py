@@ -209,6 +209,26 @@ def test_weight_only_k_loop_streams_weights(name: str):
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_int4_k_step_unpacks_with_the_ptx(dtype: str):
+    """matmul_w4a16 at decode: the nibbles unpack in kernels/matmul_w4a16.nibble_asm. Triton's
+    own lowering of the same bit trick took 347 instructions per K step, 128 of them byte
+    permutes (2 per weight; triton 3.9, default config, M = 1, 4096 x 4096); with the PTX,
+    237 and 48 (16 of them the PTX's, 32 the even/odd split of x). Fails if the launcher
+    stops choosing the PTX on a GPU, or the unpacking grows back."""
+    spec = kernels.get("matmul_w4a16")
+    shape = {"M": 1, "N": 4096, "K": 4096}
+    problem = spec.problem(shape, dtype, {"quant": "int4-g128"})
+    job = Job(spec.name, shape, dtype, dict(problem.options), str(spec.heuristic(problem, H100)), "heuristic")
+    (result,) = compiled([job], "int4 PTX")
+    assert not result.error, result.error
+    main = result.launches[0]
+    assert not main.error, main.error
+    assert "ASM_DEQUANT=True" in main.describe()
+    ops = main.loop_opcodes
+    assert sum(ops.values()) <= 260 and ops.get("PRMT", 0) <= 64, f"{main.describe()}: {ops}"
+
+
 def test_sass_census_prints_the_k_loop(capsys):
     """The development tool over the same compile: one problem's loop opcodes, and bad input
     in one line with exit 2."""

@@ -25,6 +25,8 @@ DECODE_NK = ((6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336))
 # The grid step's timing per config: ~1,200 configs must fit its cap, so shorter than the
 # kit's (run.KIT_ENV); the figure it feeds is a ranking of configs, not a latency.
 GRID_ENV = {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
+# matmul_w4a16 unpacks nibbles with PTX on a GPU; this selects Triton's lowering instead.
+INT4_BITS_ENV = {"INFERTUNE_INT4_DEQUANT": "bits"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -76,8 +78,12 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-n", "8", "-p", "no:cacheprovider",
                  "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs", 110, (
+        Step("kernels", "kernels vs torch.matmul, default configs; int4 unpacking PTX vs Triton", 110, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--out", "{work}/kernels"),
+            # The same int4 rows at M <= 16 with Triton's unpacking instead of the PTX (the
+            # default), for the A/B in the summary.
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--kernels", "matmul_w4a16", "--m", "1,16",
+                 "--out", "{work}/kernels-int4-bits", env=INT4_BITS_ENV),
         )),
         Step("tune", "short TPE tune with the compile pool: decode shapes (bf16, int8, int4) and bf16 M=16, 128", 200, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", *bf16_shapes, *tune_common,
@@ -149,8 +155,10 @@ def smoke_steps() -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_timing.py",
                  "tests/test_llama.py", "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs", 240, (
+        Step("kernels", "kernels vs torch.matmul, default configs; int4 unpacking PTX vs Triton", 240, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--out", "{work}/kernels"),
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--kernels", "matmul_w4a16", "--m", "1",
+                 "--out", "{work}/kernels-int4-bits", env=INT4_BITS_ENV),
         )),
         Step("tune", "short TPE tune", 300, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--shape", "5x32x16", *tune_common,

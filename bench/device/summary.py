@@ -63,6 +63,25 @@ def _kernels(data: dict | None) -> dict[str, Any] | None:
     return {"rows": rows, "per_kernel": per_kernel}
 
 
+def _int4_unpacking(asm: dict | None, bits: dict | None) -> dict[str, Any] | None:
+    """matmul_w4a16 with the PTX unpacking (kernels/results.json, the default) against Triton's
+    (kernels-int4-bits/results.json), same shapes and configs, same kit run: rows and geomean."""
+    if not asm or not bits:
+        return None
+    key = lambda r: (r["kernel"], r["M"], r["N"], r["K"], r["quant"])  # noqa: E731
+    mine = {key(r): r for r in _kernels(asm)["rows"] if r["kernel"] == "matmul_w4a16"}
+    rows = []
+    for r in _kernels(bits)["rows"]:
+        a = mine.get(key(r))
+        if a:
+            rows.append({"M": r["M"], "N": r["N"], "K": r["K"], "quant": r["quant"], "ptx_ms": a["ms"],
+                         "triton_ms": r["ms"], "ptx_speedup": r["ms"] / a["ms"], "torch_ms": a["torch_ms"],
+                         "correct": a["correct"] and r["correct"]})
+    if not rows:
+        return None
+    return {"rows": rows, "geomean": geomean([r["ptx_speedup"] for r in rows])}
+
+
 def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
     seconds = {}
     for step in (status or {}).get("steps", []):
@@ -198,6 +217,8 @@ def summarize(work: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "environment": env, "status": status, "calibrate": (_load(work / "calibrate.json") or {}).get("measured"),
         "gpu_tests": _junit(work / "gpu-tests.xml"), "kernels": _kernels(_load(work / "kernels/results.json")),
+        "int4_unpacking": _int4_unpacking(_load(work / "kernels/results.json"),
+                                          _load(work / "kernels-int4-bits/results.json")),
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
         "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
@@ -252,6 +273,16 @@ def markdown(f: dict[str, Any]) -> str:
                   "| kernel | geomean | worst | M<=16 geomean | correct |", "|---|---:|---:|---:|---|"]
         lines += [f"| {name} | {_x(v['geomean'])}x | {_x(v['worst'])}x | {_x(v['m_le_16_geomean'])}x | "
                   f"{'yes' if v['all_correct'] else 'NO'} |" for name, v in k["per_kernel"].items()]
+    unpack = f.get("int4_unpacking")
+    if unpack:
+        lines += ["", "## matmul_w4a16: nibble unpacking in PTX (default) vs Triton's lowering", "",
+                  f"Default configs, same kit run, two processes. Geomean {unpack['geomean']:.2f}x "
+                  "(Triton ms / PTX ms).", "",
+                  "| M | N | K | PTX ms | Triton ms | PTX speedup | torch ms | correct |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['ptx_ms']:.4f} | {r['triton_ms']:.4f} | "
+                  f"{r['ptx_speedup']:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
+                  for r in unpack["rows"]]
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
