@@ -44,6 +44,12 @@ GPU session, the replays later on any machine:
         --grid-kernels matmul_w4a16 --grid-shapes 16x4096x4096 --compile-workers 14 --data DIR --out DIR
     python -m bench.tuning --parts replays --grid-kernels matmul_w4a16 --grid-shapes 16x4096x4096 --data DIR
 
+A grid that --grid-timeout cuts short keeps a random subset. `--grid-resume bench/data` (the
+GPU kit's grid step does this) finds the same grid's partial recording there, of the same
+GPU model, and measures only the configs it lacks; the file written to --data holds both
+runs' configs, and `python -m bench.device ingest` puts it back in bench/data. So a grid
+too long for one window completes over several.
+
 Replays need no GPU (`infertune tuner compare --replay FILE --trials N` runs anywhere) but
 TPE's cost grows with the trials: each replay run gets `--replay-budget` (default 12%, just
 above the 10% goal) of the valid configs, about 1,700 trials on the prefill shape, roughly a
@@ -171,10 +177,30 @@ def median_or_none(values: list[float]) -> float | None:
 
 
 # -- 1. grids -------------------------------------------------------------------------------
+def prior_recording(resume_dir: Path, name: str, shape, dtype: str, options: dict, device_slug: str, spec,
+                    problem, device) -> tuple[Path, Recording] | None:
+    """The partial recording of this grid in `resume_dir` (same name: same problem, same
+    device slug), checked to be of this problem and this GPU model, or None when there is
+    none. UsageError (or ReplayError for a malformed file) otherwise."""
+    path = resume_dir / recording_name(name, shape, dtype, options, device_slug)
+    if not path.exists():
+        return None
+    _, prior = load(path, kernels.get)
+    if spec.shape_key(prior.problem) != spec.shape_key(problem):
+        raise UsageError(f"{path} holds {spec.shape_key(prior.problem)}, not {spec.shape_key(problem)}")
+    if (prior.device.name, prior.device.capability) != (device.name, device.capability):
+        raise UsageError(f"{path} was recorded on {prior.device.label}, not on {device.label}: a grid is "
+                         "completed only on the GPU model that began it")
+    return path, prior
+
+
 def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path, device_slug: str, *, seed: int,
               skip: bool, compile_workers: int, trial_timeout_s: float,
-              grid_device: str | None = None, grid_timeout_s: float | None = None) -> list[dict[str, Any]]:
+              grid_device: str | None = None, grid_timeout_s: float | None = None,
+              resume_dir: Path | None = None) -> list[dict[str, Any]]:
     """Record each grid (or, with `skip`, find its recording in data_dir): one row each.
+    resume_dir: where an earlier, partial recording of a grid may be (same file name); its
+    configs are kept and not measured again, and the file written holds both runs'.
     UsageError when a recording to reuse is missing or holds another problem."""
     rows = []
     for name, options in grid_kernels:
@@ -187,21 +213,35 @@ def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path
             row: dict[str, Any] = {"kernel": name, "shape": list(shape), "dtype": dtype, "options": dict(options),
                                    "file": str(path), "reused": skip}
             if not skip:
-                valid = len(Space(spec, problem, device))
-                print(f"grid {name} {shape_text(shape)} {dtype} {options or ''}: {valid} valid configs", flush=True)
+                space = Space(spec, problem, device)
+                valid = len(space)
+                found = prior_recording(resume_dir, name, shape, dtype, options, device_slug, spec, problem,
+                                        device) if resume_dir is not None else None
+                prior = found[1] if found else None
+                done = frozenset(c for c in space.valid_configs if prior and c in prior.outcomes)
+                if found:
+                    row.update(resumed_from=str(found[0]), prior_recorded=len(done))
+                print(f"grid {name} {shape_text(shape)} {dtype} {options or ''}: {valid} valid configs"
+                      + (f", {len(done)} recorded already ({found[0]})" if found else ""), flush=True)
                 started = time.perf_counter()
-                result, _ = autotune_problem(
-                    spec, problem, device, storage=None, trial_timeout_s=trial_timeout_s, settings=settings,
-                    # A timeout ends the grid early but normally: what it measured is saved. The
-                    # grid's order is shuffled by the seed, so a partial grid is a random subset.
-                    options=search_options(trials=max(spec.space_size, valid), sampler="grid", seed=seed,
-                                           retime_top=0, compile_workers=compile_workers, timeout_s=grid_timeout_s),
-                    record_to=str(path))
-                if result.interrupted:
-                    raise KeyboardInterrupt
-                wall = time.perf_counter() - started
-                row.update(wall_s=wall, trials_run=result.trials_run,
-                           per_trial_s=wall / result.trials_run if result.trials_run else None)
+                if len(done) == valid:  # complete already: copied, nothing measured
+                    prior.save(path)
+                    row.update(wall_s=0.0, trials_run=0, per_trial_s=None)
+                else:
+                    result, _ = autotune_problem(
+                        spec, problem, device, storage=None, trial_timeout_s=trial_timeout_s, settings=settings,
+                        # A timeout ends the grid early but normally: what it measured is saved. The
+                        # grid's order is shuffled by the seed, so a partial grid is a random subset,
+                        # and a later run with --grid-resume measures the rest.
+                        options=search_options(trials=max(spec.space_size, valid), sampler="grid", seed=seed,
+                                               retime_top=0, compile_workers=compile_workers,
+                                               timeout_s=grid_timeout_s, skip_configs=done),
+                        record_to=str(path), record_prior=prior)
+                    if result.interrupted:
+                        raise KeyboardInterrupt
+                    wall = time.perf_counter() - started
+                    row.update(wall_s=wall, trials_run=result.trials_run,
+                               per_trial_s=wall / result.trials_run if result.trials_run else None)
             _, recording = load(path, kernels.get)
             if skip and spec.shape_key(recording.problem) != spec.shape_key(problem):  # a renamed file
                 raise UsageError(f"{path} holds {spec.shape_key(recording.problem)}, not {spec.shape_key(problem)}")
@@ -521,6 +561,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grid-timeout", type=float, default=None,
                         help="seconds each grid may take; a grid stopped by it keeps (and records) the configs it "
                              "measured, a random subset of the valid ones (default: no limit)")
+    parser.add_argument("--grid-resume", type=Path, default=None,
+                        help="folder of earlier, partial recordings (a grid cut by --grid-timeout): a grid whose "
+                             "file is there keeps its configs and measures only the rest (same GPU model)")
     parser.add_argument("--compile-workers", type=int, default=None,
                         help="compile pool size (default min(8, CPUs) on a GPU; always 0 under the interpreter)")
     parser.add_argument("--trials", type=int, default=60, help="configs per TPE search of section 3")
@@ -556,6 +599,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.grid_device is not None and (not args.grid_device or slug(args.grid_device) != args.grid_device):
         # It becomes part of a file name in --data: a slug such as nvidia-h200, never a path.
         raise UsageError(f"--grid-device is a device slug such as nvidia-h200; got {args.grid_device!r}")
+    if args.grid_resume is not None and ("grids" not in args.parts or not args.grid_resume.is_dir()):
+        raise UsageError(f"--grid-resume takes a folder of recordings and needs --parts grids; got {args.grid_resume}")
     if args.compile_workers is not None and args.compile_workers < 0:
         raise UsageError(f"--compile-workers must be >= 0; got {args.compile_workers}")
     if args.grid_timeout is not None and not args.grid_timeout > 0:
@@ -606,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             grids = run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir, device_slug, seed=seed,
                               skip="grids" not in parts, compile_workers=compile_workers,
                               trial_timeout_s=args.trial_timeout, grid_device=args.grid_device,
-                              grid_timeout_s=args.grid_timeout)
+                              grid_timeout_s=args.grid_timeout, resume_dir=args.grid_resume)
     except (UsageError, ReplayError) as exc:
         print(str(exc), file=sys.stderr)
         return 2

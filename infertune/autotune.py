@@ -41,6 +41,7 @@ def timing_policy(settings: Settings, device: DeviceInfo, *, cuda_graph: bool = 
 def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, storage: str | None,
                      options: SearchOptions, trial_timeout_s: float, settings: Settings,
                      on_trial: Callable[[Progress], None] | None = None, record_to: str | None = None,
+                     record_prior: Recording | None = None,
                      replay: Recording | None = None, cuda_graph: bool = False,
                      worker: Worker | None = None,
                      compile_pool: CompilePool | None = None) -> tuple[TuneResult, TuningRecord | None]:
@@ -50,6 +51,8 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
 
     record_to: also write every measured config to this replay file (use the grid sampler
         and an in-memory study so that every valid config is measured).
+    record_prior: with record_to, an earlier partial recording of this problem that this run
+        completes (pass its configs as options.skip_configs): the file written holds both.
     replay: answer trials from this recording instead of running kernels; no record is made.
     worker: a tuner.worker.Worker to run in (kept open for the caller's next problem);
         None starts one for this problem and closes it after.
@@ -71,7 +74,7 @@ def autotune_problem(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, 
                                 trial_timeout_s=trial_timeout_s)
     if worker is not None:  # a worker shared across problems (model tuning): started once, ~2-5 s saved each
         evaluator.worker = worker
-    runner = RecordingEvaluator(evaluator, spec, problem, device) if record_to else evaluator
+    runner = RecordingEvaluator(evaluator, spec, problem, device, record_prior) if record_to else evaluator
     own_pool = compile_pool is None and options.compile_workers > 0
     pool = compile_pool
     if pool is not None:

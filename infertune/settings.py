@@ -1,5 +1,9 @@
 """Typed settings in one place: each has an environment variable and a default.
-A command-line flag beats the environment, which beats the default."""
+A command-line flag beats the environment, which beats the default.
+
+One variable is read by the kernels themselves, at launch, since `kernels/` imports nothing
+of ours: INFERTUNE_INT4_DEQUANT=asm|bits (kernels/matmul_w4a16.py; default asm, the PTX
+nibble unpacking on a GPU; bits, Triton's lowering, which the GPU kit measures it against)."""
 
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 consistent with the recordings, a grid recorded in one run and replayed in another (--parts),
 bad flags refused in one line, and the GPU parts refused without a GPU."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
 
+import kernels
 from bench import tuning
+from tuner.replay import load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,6 +189,7 @@ def test_markdown_of_the_searches_alone(smoke):
     (["--grid-shapes", "16x4096"], "a shape is MxNxK"),
     (["--grid-device", "../nvidia-h200"], "--grid-device is a device slug"),
     (["--skip-grids", "--parts", "grids"], "--skip-grids leaves no part"),
+    (["--parts", "grids", "--grid-resume", "/nonexistent"], "--grid-resume takes a folder"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(argv, says, tmp_path, capsys):
     assert tuning.main(["--smoke", *argv, "--out", str(tmp_path)]) == 2
@@ -264,3 +268,37 @@ def test_a_grid_stopped_by_its_timeout_keeps_what_it_measured(tmp_path):
     assert tuning.main([*common, "--parts", "replays", "--out", str(tmp_path / "r")]) == 0
     replay = json.loads((tmp_path / "r" / "results.json").read_text())["replay"]
     assert "partial grid" in replay["recordings"][0]["error"] and replay["goal"]["met"] is None
+
+
+def test_a_partial_grid_is_completed_by_a_resumed_run(tmp_path, capsys):
+    """--grid-resume: a grid cut by --grid-timeout is completed by a later run that measures
+    only what it lacks; the file written holds both runs' outcomes, the first run's unchanged,
+    and the replays then decide on it. Another GPU model's partial grid is refused."""
+    first, second, shape = tmp_path / "first", tmp_path / "second", "13x64x64"
+    common = ["--smoke", "--grid-kernels", "matmul_w4a16", "--grid-shapes", shape]
+    assert tuning.main([*common, "--parts", "grids", "--grid-timeout", "1", "--data", str(first),
+                        "--out", str(tmp_path / "g1")]) == 0
+    (partial,) = first.glob("*.json")
+    _, before = load(partial, kernels.get)
+    assert 1 <= len(before.outcomes) < 72
+    assert tuning.main([*common, "--parts", "grids", "--grid-resume", str(first), "--data", str(second),
+                        "--out", str(tmp_path / "g2")]) == 0
+    grid = json.loads((tmp_path / "g2" / "results.json").read_text())["grids"][0]
+    assert grid["resumed_from"] == str(partial) and grid["prior_recorded"] == len(before.outcomes)
+    assert grid["recorded"] == grid["valid_configs"] == 72 and grid["trials_run"] == 72 - len(before.outcomes)
+    _, after = load(second / partial.name, kernels.get)
+    assert all(after.outcomes[c] == o for c, o in before.outcomes.items())  # kept, not measured again
+    assert tuning.main([*common, "--parts", "replays", "--data", str(second), "--seeds", "1",
+                        "--out", str(tmp_path / "r")]) == 0
+    replay = json.loads((tmp_path / "r" / "results.json").read_text())["replay"]
+    assert "error" not in replay["recordings"][0]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    before.device = dataclasses.replace(before.device, name="NVIDIA H100 80GB HBM3")
+    before.save(other / partial.name)
+    capsys.readouterr()
+    assert tuning.main([*common, "--parts", "grids", "--grid-resume", str(other), "--data", str(tmp_path / "x"),
+                        "--out", str(tmp_path / "g3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was recorded on NVIDIA H100 80GB HBM3" in err[0]

@@ -19,6 +19,7 @@ from bench.device import ingest, run, summary
 from bench.device import models as kit_models
 from bench.device.steps import GRID_ENV, Command, Step, _cmd, gpu_steps, smoke_steps
 
+from .fake_devices import CPU, H100
 from .models import minilm_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +46,9 @@ def _flag(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
-def test_grid_step_records_one_grid_on_the_gpu_and_replays_it_in_the_rehearsal():
+def test_grid_step_records_one_grid_on_the_gpu_and_replays_it_in_the_rehearsal(monkeypatch):
     from bench import tuning
+    monkeypatch.chdir(ROOT)  # the kit runs from the repository root: --grid-resume bench/data
     gpu, smoke = gpu_steps()[-1], smoke_steps()[-1]
     assert (gpu.name, gpu.cap_s, smoke.name, smoke.cap_s) == ("grid", 200, "grid", 300)
     assert "matmul_w4a16 int4-g128 at 16x4096x4096" in gpu.title and "replays offline" in gpu.title
@@ -55,11 +57,13 @@ def test_grid_step_records_one_grid_on_the_gpu_and_replays_it_in_the_rehearsal()
     assert GRID_ENV == {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
     args = _tuning_args(record)
     assert args == ["--parts", "grids", "--grid-kernels", "matmul_w4a16", "--grid-shapes", "16x4096x4096",
-                    "--compile-workers", "14", "--grid-timeout", "170", "--data", "{work}/grids", "--out", "{work}/grid"]
+                    "--compile-workers", "14", "--grid-timeout", "170", "--grid-resume", "bench/data",
+                    "--data", "{work}/grids", "--out", "{work}/grid"]
     grids, replays = (_tuning_args(c) for c in smoke.commands)
     assert _flag(grids, "--parts") == "grids" and _flag(replays, "--parts") == "replays"
     assert "--smoke" in grids and "--smoke" in replays
     assert _flag(grids, "--data") == _flag(replays, "--data") == "{work}/grids"  # the replays read the grid
+    assert _flag(grids, "--grid-resume") == "bench/data"  # a partial grid ingested there is completed
     assert _flag(grids, "--out") != _flag(replays, "--out")
     # Every bench.tuning command of both lists passes bench.tuning's own checks of its flags.
     for flags in (args, grids, replays):
@@ -137,7 +141,8 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     (results / "README.md").parent.mkdir()
     (results / "README.md").write_text("# Benchmark results\n")
     for _ in range(2):  # ingesting again replaces the table, never duplicates it
-        assert ingest.main([str(out), "--results", str(results), "--name", "smoke"]) == 0
+        assert ingest.main([str(out), "--results", str(results), "--name", "smoke", "--data",
+                            str(tmp_path / "data")]) == 0
     readme = (results / "README.md").read_text()
     assert readme.count(ingest.README_BEGIN) == 1 and "smoke/results.md" in readme
     folder = results / "smoke"
@@ -270,3 +275,36 @@ def test_bundle_markers_are_the_gpu_machines():
     assert not bundle.applies(Requirement("tomli; python_version < '3.11'"))
     assert bundle.applies(Requirement("psycopg-binary; extra == 'binary'"), frozenset({"binary"}))
     assert not bundle.applies(Requirement("psycopg-pool; extra == 'pool'"), frozenset({"binary"}))
+
+
+def _recording(device, configs: int):
+    import kernels
+    from profilers.timing import Timing
+    from tuner.outcome import Outcome
+    from tuner.replay import Recording
+    from tuner.space import Space
+
+    spec = kernels.get("matmul")
+    problem = spec.problem({"M": 16, "N": 32, "K": 32}, "bf16")
+    valid = Space(spec, problem, device).valid_configs[:configs]
+    timing = Timing(1.0, 0.9, 1.1, 0.9, 1.0, 10, "cuda-events", True, False)
+    return Recording("matmul", problem, device, None, {c: Outcome(status="ok", timing=timing) for c in valid})
+
+
+def test_ingest_publishes_gpu_grids_to_the_data_folder(tmp_path):
+    """A run's grids/*.json measured on a GPU go to bench/data (--data), where the next
+    window's grid step resumes them; a CPU (smoke) recording never does, and one already
+    there with more configs of the grid is kept."""
+    run_dir, data = tmp_path / "run-1", tmp_path / "data"
+    (run_dir / "grids").mkdir(parents=True)
+    _recording(H100, 5).save(run_dir / "grids" / "matmul-16x32x32-bf16-nvidia-h100.json")
+    _recording(CPU, 5).save(run_dir / "grids" / "matmul-16x32x32-bf16-cpu.json")
+    (run_dir / "grids" / "broken.json").write_text("{")
+    said = ingest.publish_recordings(run_dir, data)
+    assert [p.name for p in data.iterdir()] == ["matmul-16x32x32-bf16-nvidia-h100.json"]
+    assert any(line.startswith("not published: broken.json") for line in said)
+    assert any(line.startswith("published") and "5 configs" in line for line in said)
+    _recording(H100, 8).save(data / "matmul-16x32x32-bf16-nvidia-h100.json")  # a fuller one is there
+    said = ingest.publish_recordings(run_dir, data)
+    assert any(line.startswith("kept") and "8 configs" in line for line in said)
+    assert len(json.loads((data / "matmul-16x32x32-bf16-nvidia-h100.json").read_text())["configs"]) == 8

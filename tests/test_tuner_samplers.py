@@ -113,3 +113,20 @@ def test_best_is_the_lowest_latency_measured():
 def test_unknown_sampler():
     with pytest.raises(UnknownSampler, match="known samplers: tpe"):
         make_sampler("annealing", 0, Space(SPEC, PROBLEM, CPU))
+
+
+def test_grid_skips_configs_recorded_by_an_earlier_run():
+    """A resumed grid (bench.tuning --grid-resume): the configs an earlier run recorded are
+    never proposed; the rest each once. Only the grid takes a skip list."""
+    space = Space(SPEC, PROBLEM, CPU)
+    default = SPEC.heuristic(PROBLEM, CPU)
+    skip = frozenset(c for i, c in enumerate(space.valid_configs) if i % 3 and c != default)
+    evaluator = Synthetic()
+    result = tune(SPEC, PROBLEM, CPU, evaluator, storage=None,
+                  options=SearchOptions(trials=10_000, sampler="grid", seed=4, retime_top=0, skip_configs=skip))
+    assert sorted(map(str, evaluator.evaluated)) == sorted(str(c) for c in space.valid_configs if c not in skip)
+    assert result.trials_run == len(space) - len(skip) and result.rejected_invalid == 0
+    with pytest.raises(ValueError, match="only the grid sampler skips configs"):
+        make_sampler("tpe", 0, space, skip)
+    with pytest.raises(ValueError, match="nothing left"):
+        make_sampler("grid", 0, space, frozenset(space.valid_configs))

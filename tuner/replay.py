@@ -85,9 +85,14 @@ class RecordingEvaluator:
     """Wraps an evaluator: every config is timed in full (no early stop) and its first
     outcome kept for the recording."""
 
-    def __init__(self, inner: Evaluator, spec: KernelSpec, problem: Problem, device: DeviceInfo) -> None:
+    def __init__(self, inner: Evaluator, spec: KernelSpec, problem: Problem, device: DeviceInfo,
+                 prior: Recording | None = None) -> None:
+        """prior: an earlier recording of the same problem and device that this one completes:
+        its outcomes are kept (a config measured again keeps its earlier outcome), and its
+        baseline stands until this run measures one."""
         self.inner = inner
-        self.recording = Recording(spec.name, problem, device, None, {})
+        self.recording = Recording(spec.name, problem, device, prior.baseline if prior else None,
+                                   dict(prior.outcomes) if prior else {})
 
     def evaluate(self, config: Config, stop_above_ms: float | None = None, timeout_s: float | None = None) -> Outcome:
         outcome = self.inner.evaluate(config, None, timeout_s=timeout_s)

@@ -45,17 +45,20 @@ class UnknownSampler(ValueError):
     """A sampler name that is not one of SAMPLERS."""
 
 
-def make_sampler(name: str, seed: int, space: Space) -> BaseSampler:
-    """The sampler called `name`, seeded with `seed`, for `space`.
+def make_sampler(name: str, seed: int, space: Space, skip: frozenset[Config] = frozenset()) -> BaseSampler:
+    """The sampler called `name`, seeded with `seed`, for `space`. `skip`: configs the grid
+    never proposes (measured already: a resumed grid); only the grid sampler takes it.
 
-    Raises UnknownSampler listing the known names.
+    Raises UnknownSampler listing the known names; ValueError for `skip` with another sampler.
     """
+    if skip and name != "grid":
+        raise ValueError(f"only the grid sampler skips configs; got sampler {name!r}")
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return ValidGridSampler(space, seed)
+        return ValidGridSampler(space, seed, skip)
     if name == "qmc":
         return HaltonSampler(space, seed)
     if name == "lfbo":
@@ -111,11 +114,14 @@ class _ConfigSampler(BaseSampler):
 
 class ValidGridSampler(_ConfigSampler):
     """Each valid config once, in a seeded shuffled order; a config already in a finished
-    trial of the study (a resumed study) is skipped."""
+    trial of the study (a resumed study), or in `skip` (measured by an earlier run whose
+    recording this one completes), is skipped. ValueError when `skip` leaves nothing."""
 
-    def __init__(self, space: Space, seed: int) -> None:
+    def __init__(self, space: Space, seed: int, skip: frozenset[Config] = frozenset()) -> None:
         super().__init__(space, seed)
-        order = list(space.valid_configs)
+        order = [c for c in space.valid_configs if c not in skip]
+        if not order:
+            raise ValueError(f"the grid has nothing left: all {len(space)} valid configs are skipped")
         random.Random(seed).shuffle(order)
         self._order: Sequence[Config] = order
 

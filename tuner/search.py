@@ -126,7 +126,9 @@ class SearchOptions:
     heartbeat_s, heartbeat_stale_s: a stored study's running trials get a heartbeat every
         `heartbeat_s`; a trial of another machine silent for `heartbeat_stale_s` is abandoned;
     running_stale_s: a RUNNING trial with no owner recorded (an older tuner) is taken to be
-        abandoned after this long.
+        abandoned after this long;
+    skip_configs: configs the grid sampler never proposes (a grid resumed from an earlier
+        run's recording); only with sampler "grid".
     """
 
     trials: int = 100
@@ -148,6 +150,7 @@ class SearchOptions:
     heartbeat_stale_s: float = 120.0
     compile_workers: int = 0
     warm_start: tuple[Config, ...] = ()
+    skip_configs: frozenset[Config] = frozenset()
 
 
 def study_name(spec: KernelSpec, problem: Problem, device: DeviceInfo) -> str:
@@ -223,7 +226,7 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
         raise NoValidConfig(f"{spec.name}: no config of its space is valid for {spec.shape_key(problem)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name(spec, problem, device)
-    study = _open_study(name, storage, make_sampler(options.sampler, options.seed, space))
+    study = _open_study(name, storage, make_sampler(options.sampler, options.seed, space, options.skip_configs))
     result = TuneResult(kernel=spec.name, problem=problem, problem_key=spec.shape_key(problem), device=device.label,
                         study_name=name, sampler=options.sampler, seed=options.seed, valid_configs=len(space),
                         space_size=spec.space_size, baseline_name=spec.baseline_name, interpreter=device.interpreter)
@@ -249,7 +252,8 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
         # by the baseline) and the compile pool are up. Counted from before, the first problem of
         # a run got 0 or 1 trials in a 12 s budget on an H200 host (2026-11-28).
         search.start = time.monotonic()
-        if default not in search.measured and options.trials > 0 and space.reject_reason(default) is None:
+        if (default not in search.measured and default not in options.skip_configs and options.trials > 0
+                and space.reject_reason(default) is None):
             # Asked like any proposal (the first ask pops it), so that a process sharing the
             # study sees it RUNNING and does not run it too.
             study.enqueue_trial(dict(default))
@@ -257,11 +261,11 @@ def tune(spec: KernelSpec, problem: Problem, device: DeviceInfo, evaluator: Eval
             if config != default and config not in search.measured and space.reject_reason(config) is None:
                 study.enqueue_trial(dict(config))
                 result.warm_started += 1
-        valid = set(space.valid_configs)
+        valid = search.wanted
         while result.trials_run < options.trials:
             search.shared.refresh()
             busy = {c for c in search.shared.running if c in valid and c not in search.measured}
-            if len(search.measured) + len(busy) >= len(space):
+            if search.unmeasured() <= len(busy):
                 break  # every valid config is measured or being measured by another process
             left = search.time_left()
             if left is not None and left <= 0:
@@ -320,7 +324,9 @@ class _Search:
         self.measured: dict[Config, optuna.trial.FrozenTrial] = {}
         self.shared = SharedView(study, self.measured, space, self.me, heartbeat_stale_s=options.heartbeat_stale_s,
                                  running_stale_s=options.running_stale_s)
-        self.fallback = list(space.valid_configs)
+        # The configs to measure: the valid ones but those recorded elsewhere (skip_configs).
+        self.wanted = set(space.valid_configs) - options.skip_configs
+        self.fallback = [c for c in space.valid_configs if c in self.wanted]
         random.Random(options.seed).shuffle(self.fallback)
         self.pool: CompilePool | None = None
         self.heartbeat: Heartbeat | None = None
@@ -328,6 +334,12 @@ class _Search:
         self.start = time.monotonic()
         self.failures = 0
         self.idle = 0
+
+    def unmeasured(self) -> int:
+        """Configs still to measure (without skip_configs: the valid configs not measured)."""
+        if not self.options.skip_configs:
+            return len(self.space) - len(self.measured)
+        return len(self.wanted - self.measured.keys())
 
     def time_left(self) -> float | None:
         if self.options.timeout_s is None:
@@ -386,7 +398,7 @@ class _Search:
         not results."""
         options, result = self.options, self.result
         size = self.pool.size if self.pool is not None else 1
-        want = min(size, options.trials - result.trials_run, len(self.space) - len(self.measured))
+        want = min(size, options.trials - result.trials_run, self.unmeasured())
         batch: list[tuple[optuna.Trial, Config]] = []
         echoes: list[tuple[optuna.Trial, Config]] = []
         told: set[int] = set()

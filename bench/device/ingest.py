@@ -7,7 +7,9 @@ files from a hand-made rerun). Each becomes run-<n>/ (the work folder's text fil
 tuned records; no databases, no model files), with its own results.md / results.json from
 bench.device.summary. The date folder gets results.md (every run's goals), tuned-configs.json (the
 latest run's tuned records, as `infertune db import` takes them), and bench/results/README.md's
-table of the latest GPU figures is refreshed.
+table of the latest GPU figures is refreshed. Grid recordings measured on a GPU (a run's
+grids/*.json) are also published to bench/data (--data), where `bench.tuning --grid-resume`
+and the replays read them; one there with more configs of the same grid is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import slug
+
+from tuner.replay import ReplayError, load
 
 from .summary import goals_table, summarize
 
@@ -78,6 +82,36 @@ def ingest_one(src: Path, dest: Path) -> dict:
     return summary["data"]
 
 
+def publish_recordings(run: Path, data_dir: Path) -> list[str]:
+    """Copy the run's GPU grid recordings (grids/*.json) to data_dir; lines saying what was done.
+    A recording made on the CPU (the smoke kit) says nothing of GPU speed and is never
+    published; one already in data_dir with more configs of the same grid is kept."""
+    import kernels  # the specs, to read the recordings
+
+    said = []
+    for path in sorted(run.glob("grids/*.json")):
+        try:
+            _, new = load(path, kernels.get)
+        except (ReplayError, KeyError, ValueError) as exc:
+            said.append(f"not published: {path.name}: {exc}")
+            continue
+        if new.device.kind != "cuda" or new.device.interpreter:
+            continue
+        target = data_dir / path.name
+        if target.is_file():
+            try:
+                _, old = load(target, kernels.get)
+            except (ReplayError, KeyError, ValueError):
+                old = None
+            if old is not None and len(old.outcomes) > len(new.outcomes):
+                said.append(f"kept {target}: {len(old.outcomes)} configs, the run's has {len(new.outcomes)}")
+                continue
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        said.append(f"published {target}: {len(new.outcomes)} configs")
+    return said
+
+
 def tuned_export(folder: Path) -> dict | None:
     """The run's `infertune db export` document (records of every device file in one), or None."""
     document = None
@@ -117,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="output folders of device calls, in the order they ran")
     parser.add_argument("--name", default=None, help="results folder name (default <date>-<device>)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    parser.add_argument("--data", type=Path, default=Path("bench/data"),
+                        help="where GPU grid recordings are published (default bench/data)")
     args = parser.parse_args(argv)
     missing = [d for d in args.dirs if not d.is_dir()]
     if missing:
@@ -134,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             device = (env.get("device") or {}).get("name", "unknown")
             folder = args.results / (args.name or f"{date}-{slug(device)}")
         runs.append((f"run-{i}", ingest_one(src, folder / f"run-{i}")))
+        for line in publish_recordings(folder / f"run-{i}", args.data):
+            print(line)
     assert folder is not None
     env = next((d["environment"] for _, d in runs if d.get("environment")), {}) or {}
     device = (env.get("device") or {}).get("label", "unknown device")

@@ -132,12 +132,13 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
             _cmd("{py}", "-m", "bench.serving", "--db", db, "--out", "{work}/serving"),
         )),
         # The TPE figure needs exhaustive grids, which take hours: one grid per session, its
-        # replays later on any machine (`python -m bench.tuning --parts replays`).
+        # replays later on any machine (`python -m bench.tuning --parts replays`). A grid cut
+        # by its timeout is resumed from bench/data next time (ingest publishes it there).
         Step("grid", "one exhaustive grid for the TPE figure: matmul_w4a16 int4-g128 at 16x4096x4096, short "
-                     "timings; replays offline", 200, (
+                     "timings, resumed from bench/data; replays offline", 200, (
             _cmd("{py}", "-m", "bench.tuning", "--parts", "grids", "--grid-kernels", "matmul_w4a16",
                  "--grid-shapes", "16x4096x4096", "--compile-workers", "14", "--grid-timeout", "170",
-                 "--data", "{work}/grids", "--out", "{work}/grid", env=GRID_ENV),
+                 "--grid-resume", "bench/data", "--data", "{work}/grids", "--out", "{work}/grid", env=GRID_ENV),
         )),
     ]
 
@@ -197,7 +198,8 @@ def smoke_steps() -> list[Step]:
         # The grid at its smoke shape, then the offline half the GPU step leaves for later.
         Step("grid", "one exhaustive grid (matmul_w4a16 at its smoke shape), then its replays", 300, (
             _cmd("{py}", "-m", "bench.tuning", "--smoke", "--parts", "grids", "--grid-kernels", "matmul_w4a16",
-                 "--compile-workers", "14", "--data", "{work}/grids", "--out", "{work}/grid", env=GRID_ENV),
+                 "--compile-workers", "14", "--grid-resume", "bench/data", "--data", "{work}/grids",
+                 "--out", "{work}/grid", env=GRID_ENV),
             _cmd("{py}", "-m", "bench.tuning", "--smoke", "--parts", "replays", "--grid-kernels", "matmul_w4a16",
                  "--data", "{work}/grids", "--out", "{work}/grid-replays"),
         )),
