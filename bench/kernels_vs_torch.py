@@ -19,6 +19,8 @@ from pathlib import Path
 
 import kernels
 from bench.common import slug
+from kernels.errors import InvalidConfig
+from kernels.spec import Config
 from infertune.benchmark import INTERPRETER_NOTE, BenchResult, bench
 from infertune.environment import collect_environment
 from infertune.errors import KernelFailed
@@ -31,8 +33,10 @@ NK_VALUES = ((4096, 4096), (14336, 4096), (4096, 14336))
 SMOKE_M, SMOKE_NK = (1, 13), ((96, 64),)
 
 
-def run(kernel_names, m_values, nk_values, dtype, seed, failures: list[dict] | None = None) -> list[BenchResult]:
-    """Bench every case; a case whose kernel raises goes to `failures` (its one line) and the rest run."""
+def run(kernel_names, m_values, nk_values, dtype, seed, failures: list[dict] | None = None,
+        config: Config | None = None) -> list[BenchResult]:
+    """Bench every case; a case whose kernel raises goes to `failures` (its one line) and the rest run.
+    config: parameters set over each case's heuristic default (e.g. TMA=1), else the default."""
     results = []
     for name in kernel_names:
         spec = kernels.get(name)
@@ -40,8 +44,8 @@ def run(kernel_names, m_values, nk_values, dtype, seed, failures: list[dict] | N
             for m in m_values:
                 problem = spec.problem({"M": m, "N": n, "K": k}, dtype)
                 try:
-                    r = bench(spec, problem, None, seed=seed, settings=Settings.from_env())
-                except KernelFailed as exc:
+                    r = bench(spec, problem, config, seed=seed, settings=Settings.from_env())
+                except (KernelFailed, InvalidConfig) as exc:
                     print(f"{name:14s} M={m:<5d} N={n:<6d} K={k:<6d} FAILED {exc}", flush=True)
                     if failures is not None:
                         failures.append({"kernel": name, "M": m, "N": n, "K": k, "error": str(exc)})
@@ -53,14 +57,16 @@ def run(kernel_names, m_values, nk_values, dtype, seed, failures: list[dict] | N
     return results
 
 
-def markdown(results: list[BenchResult], env: dict, when: str, failures: list[dict] = ()) -> str:
+def markdown(results: list[BenchResult], env: dict, when: str, failures: list[dict] = (),
+             config_text: str | None = None) -> str:
     dev = env["device"]
     lines = [
         f"# matmul kernels vs torch.matmul — {dev['label']}",
         "",
         f"Date {when}; driver {env['driver']}; torch {env['torch']}; triton {env['triton']}; CUDA {env['cuda_runtime']}.",
         "Latency is the median of per-repetition times (p10-p90 in brackets), CUDA events, L2 flushed before every "
-        "repetition. Configs are the untuned heuristic defaults. speedup = torch median / triton median; the "
+        "repetition. Configs are the untuned heuristic defaults"
+        + (f", with {config_text} set over them" if config_text else "") + ". speedup = torch median / triton median; the "
         "baseline is torch.matmul in the same dtype on float weights of the same shape.",
         "",
     ]
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes (checks the script; figures mean nothing)")
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--config", default=None,
+                        help="parameters set over every case's default, e.g. TMA=1 (the rest from the heuristic)")
     parser.add_argument("--m", default=None, help=f"comma-separated M values (default {','.join(map(str, M_VALUES))})")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/<device>-<date>)")
     parser.add_argument("--seed", type=int, default=None)
@@ -109,16 +117,23 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"--m takes comma-separated integers; got {args.m!r}", file=sys.stderr)
             return 2
+    try:
+        config = Config.parse(args.config) if args.config else None
+    except InvalidConfig as exc:
+        print(f"--config: {exc}", file=sys.stderr)
+        return 2
     failures: list[dict] = []
-    results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed, failures)
+    results = run(args.kernels.split(","), m_values, nk_values, args.dtype, seed, failures, config)
     now = dt.datetime.now(dt.timezone.utc)
     out = args.out or Path("bench/results") / f"kernels-vs-torch-{slug(env.device.name)}-{now:%Y-%m-%d}"
     out.mkdir(parents=True, exist_ok=True)
     env_dict = env.to_dict()
     (out / "results.json").write_text(dumps(
         {"benchmark": "kernels_vs_torch", "date": now.isoformat(timespec="seconds"), "seed": seed,
+         "config": str(config) if config else None,
          "environment": env_dict, "results": [r.to_dict() for r in results], "failures": failures}))
-    (out / "results.md").write_text(markdown(results, env_dict, now.strftime("%Y-%m-%d"), failures))
+    (out / "results.md").write_text(markdown(results, env_dict, now.strftime("%Y-%m-%d"), failures,
+                                             str(config) if config else None))
     print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
     if failures:
         print(f"{len(failures)} of {len(failures) + len(results)} cases failed to run", file=sys.stderr)

@@ -133,7 +133,7 @@ def weight_only_max_block_k(problem: Problem, device: DeviceInfo, cap: int = 128
 
 def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_block_k: int = 64,
               large_block_m: int = 128, large_block_n: int = 128, max_block_k: int = 128,
-              block_k_min: int = C.MIN_DOT) -> Config:
+              block_k_min: int = C.MIN_DOT, extra: dict[str, int] | None = None) -> Config:
     """A default valid for every problem and device.
 
     CPU interpreter: the fewest, largest tiles (it pays per program and K step, not per
@@ -144,6 +144,7 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
     large_block_m, large_block_n: M and N tile for large M (int4 takes N 64: its
         dequantization needs the registers; fp32 int8 takes 64 x 64).
     max_block_k: cap on the K step (int4: its quantization group).
+    extra: the kernel's own parameters beyond the tile ones (matmul's TMA), as given.
     """
     M, N, K = problem["M"], problem["N"], problem["K"]
     if device.kind != "cuda":
@@ -154,7 +155,7 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
         cfg = Config(BLOCK_M=large_block_m, BLOCK_N=large_block_n, BLOCK_K=large_block_k, GROUP_M=8, SPLIT_K=1,
                      num_warps=8, num_stages=3)
     cfg = cfg.replace(BLOCK_M=min(cfg["BLOCK_M"], C.padded(M)), BLOCK_N=min(cfg["BLOCK_N"], C.padded(N)),
-                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K, block_k_min), max_block_k))
+                      BLOCK_K=min(cfg["BLOCK_K"], C.padded(K, block_k_min), max_block_k), **(extra or {}))
     if C.cdiv(M, cfg["BLOCK_M"]) == 1:
         cfg = cfg.replace(GROUP_M=1)
     if device.kind == "cuda":

@@ -40,7 +40,7 @@ def test_default_source_is_the_heuristic():
 
 def test_public_matmul_uses_the_active_source(seed):
     a, w = _inputs(seed)
-    planted = Config(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, GROUP_M=1, SPLIT_K=2, num_warps=4, num_stages=2)
+    planted = Config(BLOCK_M=16, BLOCK_N=32, BLOCK_K=32, GROUP_M=1, SPLIT_K=2, num_warps=4, num_stages=2, TMA=0)
     source = RecordingSource(planted)
     with using_config_source(source):
         out = kernels.matmul(a, w.t())

@@ -30,7 +30,7 @@ def db_path(tmp_path):
         db.put(make_record(shape=SMALL, device=device))
         db.put(make_record(shape={**SMALL, "M": 9}, device=device,
                            config={"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 1, "SPLIT_K": 2,
-                                   "num_warps": 4, "num_stages": 2}))
+                                   "num_warps": 4, "num_stages": 2, "TMA": 0}))
         db.put(make_record(shape={**SMALL, "M": 64}, device=device, source_hash="0" * 64))
         db.put(make_record(kernel="matmul_fp8", shape=SMALL, device=device, config={
             "BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 1, "SPLIT_K": 1, "num_warps": 4,

@@ -132,6 +132,8 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     assert data["kernels"]["per_kernel"]["matmul"]["all_correct"]
     unpack = data["int4_unpacking"]  # on the CPU both sides run Triton's unpacking: plumbing only
     assert [(r["M"], r["N"], r["K"]) for r in unpack["rows"]] == [(1, 96, 64)] and unpack["rows"][0]["correct"]
+    tma = data["matmul_tma"]  # TMA=1 under the interpreter's emulated descriptors: plumbing only
+    assert [(r["M"], r["N"], r["K"]) for r in tma["rows"]] == [(13, 96, 64)] and tma["rows"][0]["correct"]
     assert {r["kernel"] for r in data["tune"]["rows"]} == {"matmul", "matmul_w4a16"}
     assert data["ncu"]["matmul"]["status"] in ("absent", "refused", "failed")
     minilm = data["runtime"]["minilm"]
@@ -203,9 +205,26 @@ def test_int4_unpacking_pairs_the_same_shapes(tmp_path):
     assert "| 16 | 4096 | 4096 | 0.0200 | 0.0300 | 1.50x | 0.0200 | NO |" in text
 
 
+def test_matmul_tma_pairs_the_default_rows(tmp_path):
+    """The TMA A/B: each TMA=1 row beside the default (TMA=0) row of its shape, default ms / TMA ms."""
+    def row(m, ms):
+        return {**_bench_row("matmul", m, ms), "options": {}}
+    for folder, rows in (("kernels", [row(128, 0.030), row(2048, 0.200)]),
+                         ("kernels-matmul-tma", [row(128, 0.025), row(2048, 0.250)])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({"results": rows}))
+    data = summary.summarize(tmp_path)["data"]
+    rows = data["matmul_tma"]["rows"]
+    assert [(r["M"], round(r["tma_speedup"], 6)) for r in rows] == [(128, 1.2), (2048, 0.8)]
+    assert data["matmul_tma"]["geomean"] == pytest.approx(math.sqrt(1.2 * 0.8))
+    assert "| 2048 | 4096 | 4096 | 0.2000 | 0.2500 | 0.80x |" in summary.markdown(data)
+    assert data["int4_unpacking"] is None
+
+
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path):
     data = summary.summarize(tmp_path)["data"]
     assert data["kernels"] is None and data["tune"] is None and data["int4_unpacking"] is None
+    assert data["matmul_tma"] is None
     tpe = next(g for g in data["goals"] if g["figure"] == "TPE on recorded grids")
     assert tpe["met"] is None and "not measured" in tpe["note"]
 

@@ -109,7 +109,7 @@ def _mm(M, N, K, dtype="bf16"):
     return MATMUL.problem({"M": M, "N": N, "K": K}, dtype)
 
 
-BASE = Config(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=3)
+BASE = Config(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=3, TMA=0)
 
 
 @pytest.mark.parametrize("change,problem,fragment", [
@@ -196,7 +196,7 @@ def test_matmul_heuristic_on_h100_llm_shapes():
 
 
 def test_sample_configs_cover_every_value_and_are_reproducible():
-    p = _mm(257, 257, 257, "fp16")
+    p = _mm(264, 264, 264, "fp16")  # every value of every parameter valid somewhere (TMA=1: K, N whole 16 bytes)
     a = MATMUL.sample_configs(p, H100, 10, seed=3)
     b = MATMUL.sample_configs(p, H100, 10, seed=3)
     assert a == b and len(a) >= 10 and len(set(a)) == len(a)
@@ -215,7 +215,8 @@ def test_valid_configs_are_exactly_those_without_reasons():
 
 def test_shrink_to_fit_reaches_a_valid_config():
     p = _mm(4096, 4096, 4096)
-    too_big = Config(BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=5)
+    too_big = Config(BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, GROUP_M=8, SPLIT_K=1, num_warps=8, num_stages=5,
+                     TMA=0)
     fitted = C.shrink_to_fit(MATMUL, too_big, p, T4, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M"))
     assert MATMUL.reject_reason(fitted, p, T4) is None
     assert fitted["num_stages"] == 2  # stages are shed first

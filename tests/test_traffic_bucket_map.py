@@ -46,7 +46,7 @@ def test_bucket_of_agrees_with_the_plan():
     ({"uppers": [True, 4, 8]}, "upper bound"),
     ({"uppers": []}, "1 to 64 buckets"),
     ({"configs": [{"BLOCK_M": 16}]}, "one config per bucket"),
-    ({"configs": [{"BLOCK_M": 0}, {"BLOCK_M": 1}, {"BLOCK_M": 2}]}, "BLOCK_M=0"),
+    ({"configs": [{"BLOCK_M": -1}, {"BLOCK_M": 1}, {"BLOCK_M": 2}]}, "BLOCK_M=-1"),
     ({"configs": [{}, {"BLOCK_M": 1}, {"BLOCK_M": 2}]}, "non-empty"),
     ({"device_name": "NVIDIA H100"}, "device_name"),
     ({"capability": "sm90"}, "capability"),

@@ -18,6 +18,7 @@ from .record import (
     MAX_CONFIG_VALUE,
     MAX_DIM,
     MAX_EXTRA_CHARS,
+    MIN_CONFIG_VALUE,
     InvalidRecord,
     TuningRecord,
     check_record,
@@ -124,9 +125,9 @@ class BucketMap:
             for key, value in config.items():
                 if not isinstance(key, str) or not key.isidentifier() or not key.isascii():
                     raise InvalidBucketMap(f"bucket config has a malformed name {_short(key)}")
-                if not _is_int(value) or not 1 <= value <= MAX_CONFIG_VALUE:
+                if not _is_int(value) or not MIN_CONFIG_VALUE <= value <= MAX_CONFIG_VALUE:
                     raise InvalidBucketMap(f"bucket config value {key}={_short(value)} must be an integer "
-                                           f"from 1 to {MAX_CONFIG_VALUE}")
+                                           f"from {MIN_CONFIG_VALUE} to {MAX_CONFIG_VALUE}")
         if not isinstance(self.extra, dict):
             raise InvalidBucketMap(f"bucket map extra must be an object, got {_short(self.extra)}")
         try:

@@ -72,6 +72,7 @@ class TuningRecord:
 
 MAX_DIM = 2**31 - 1            # the `m` column is a 32-bit integer on PostgreSQL
 MAX_CONFIG_VALUE = 2**20       # no tile, split or warp count comes near a million
+MIN_CONFIG_VALUE = 0           # a switch (matmul's TMA) is 0 or 1; tiles and counts are >= 1 by their specs
 MAX_TRIALS = 10**9
 MAX_MS = 1e9                   # 11.6 days per call: past that a timing is a unit error
 MAX_EXTRA_CHARS = 65_536
@@ -119,7 +120,7 @@ def check_record(record: TuningRecord) -> None:
     """Check that `record` is well formed, field by field, and consistent with itself: text
     fields are one-line strings that fit their column (device_name a normalized name,
     capability "9.0" or "cpu"); shape and config map names to integers
-    in range (dims 1..2**31-1, config values 1..2**20); times are finite, >= 0 and below 1e9 ms
+    in range (dims 1..2**31-1, config values 0..2**20); times are finite, >= 0 and below 1e9 ms
     (default_ms and baseline_ms may be None); 0 <= trials <= 1e9; interpreter is a bool;
     created is ISO-8601; extra is a JSON object; the problem key's dims and dtype are the
     shape's and the dtype field's, and quant is its quant option (or "none").
@@ -147,7 +148,7 @@ def check_record(record: TuningRecord) -> None:
     except ValueError:
         raise InvalidRecord(f"created must be an ISO-8601 time, got {_short(record.created)}") from None
     _check_int_map("shape", record.shape, 1, MAX_DIM)
-    _check_int_map("config", record.config, 1, MAX_CONFIG_VALUE)
+    _check_int_map("config", record.config, MIN_CONFIG_VALUE, MAX_CONFIG_VALUE)
     for name in ("median_ms", "p10_ms", "p90_ms"):
         _check_ms(name, getattr(record, name), optional=False)
     for name in ("default_ms", "baseline_ms"):

@@ -63,23 +63,35 @@ def _kernels(data: dict | None) -> dict[str, Any] | None:
     return {"rows": rows, "per_kernel": per_kernel}
 
 
+def _paired(default: dict | None, other: dict | None, kernel: str) -> list[dict[str, Any]]:
+    """`kernel`'s rows of the default run (kernels/results.json) beside the same shapes of an
+    A/B run (another kernels_vs_torch folder of the same kit run): default_ms, other_ms."""
+    if not default or not other:
+        return []
+    key = lambda r: (r["kernel"], r["M"], r["N"], r["K"], r["quant"])  # noqa: E731
+    mine = {key(r): r for r in _kernels(default)["rows"] if r["kernel"] == kernel}
+    return [{"M": r["M"], "N": r["N"], "K": r["K"], "quant": r["quant"], "default_ms": mine[key(r)]["ms"],
+             "other_ms": r["ms"], "torch_ms": mine[key(r)]["torch_ms"],
+             "correct": mine[key(r)]["correct"] and r["correct"]}
+            for r in _kernels(other)["rows"] if key(r) in mine]
+
+
 def _int4_unpacking(asm: dict | None, bits: dict | None) -> dict[str, Any] | None:
     """matmul_w4a16 with the PTX unpacking (kernels/results.json, the default) against Triton's
     (kernels-int4-bits/results.json), same shapes and configs, same kit run: rows and geomean."""
-    if not asm or not bits:
-        return None
-    key = lambda r: (r["kernel"], r["M"], r["N"], r["K"], r["quant"])  # noqa: E731
-    mine = {key(r): r for r in _kernels(asm)["rows"] if r["kernel"] == "matmul_w4a16"}
-    rows = []
-    for r in _kernels(bits)["rows"]:
-        a = mine.get(key(r))
-        if a:
-            rows.append({"M": r["M"], "N": r["N"], "K": r["K"], "quant": r["quant"], "ptx_ms": a["ms"],
-                         "triton_ms": r["ms"], "ptx_speedup": r["ms"] / a["ms"], "torch_ms": a["torch_ms"],
-                         "correct": a["correct"] and r["correct"]})
-    if not rows:
-        return None
-    return {"rows": rows, "geomean": geomean([r["ptx_speedup"] for r in rows])}
+    rows = [{"M": r["M"], "N": r["N"], "K": r["K"], "quant": r["quant"], "ptx_ms": r["default_ms"],
+             "triton_ms": r["other_ms"], "ptx_speedup": r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"],
+             "correct": r["correct"]} for r in _paired(asm, bits, "matmul_w4a16")]
+    return {"rows": rows, "geomean": geomean([r["ptx_speedup"] for r in rows])} if rows else None
+
+
+def _matmul_tma(default: dict | None, tma: dict | None) -> dict[str, Any] | None:
+    """The bf16 matmul's default (TMA=0: LDGSTS async copies) against TMA=1 (tensor-descriptor
+    loads), same tiles otherwise, same kit run: rows and the geomean of default ms / TMA ms."""
+    rows = [{"M": r["M"], "N": r["N"], "K": r["K"], "default_ms": r["default_ms"], "tma_ms": r["other_ms"],
+             "tma_speedup": r["default_ms"] / r["other_ms"], "torch_ms": r["torch_ms"], "correct": r["correct"]}
+            for r in _paired(default, tma, "matmul")]
+    return {"rows": rows, "geomean": geomean([r["tma_speedup"] for r in rows])} if rows else None
 
 
 def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
@@ -219,6 +231,8 @@ def summarize(work: Path) -> dict[str, Any]:
         "gpu_tests": _junit(work / "gpu-tests.xml"), "kernels": _kernels(_load(work / "kernels/results.json")),
         "int4_unpacking": _int4_unpacking(_load(work / "kernels/results.json"),
                                           _load(work / "kernels-int4-bits/results.json")),
+        "matmul_tma": _matmul_tma(_load(work / "kernels/results.json"),
+                                  _load(work / "kernels-matmul-tma/results.json")),
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
         "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
@@ -283,6 +297,16 @@ def markdown(f: dict[str, Any]) -> str:
         lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['ptx_ms']:.4f} | {r['triton_ms']:.4f} | "
                   f"{r['ptx_speedup']:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
                   for r in unpack["rows"]]
+    tma = f.get("matmul_tma")
+    if tma:
+        lines += ["", "## matmul: TMA tensor-descriptor loads (TMA=1) vs the default async copies", "",
+                  f"Default configs otherwise, same kit run, two processes. Geomean {tma['geomean']:.2f}x "
+                  "(default ms / TMA ms).", "",
+                  "| M | N | K | default ms | TMA ms | TMA speedup | torch ms | correct |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['default_ms']:.4f} | {r['tma_ms']:.4f} | "
+                  f"{r['tma_speedup']:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
+                  for r in tma["rows"]]
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
