@@ -127,6 +127,8 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     assert [s["status"] for s in status["steps"]] == ["ok"] * 5, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0
     assert (out / "kit.tar.gz").is_file() and (out / "results.md").is_file()
+    text = (out / "results.md").read_text()
+    assert "say nothing about GPU speed" in text and "both sides run Triton's path" in text
     data = json.loads((out / "results.json").read_text())
     assert data["environment"]["device"]["kind"] == "cpu"
     assert data["kernels"]["per_kernel"]["matmul"]["all_correct"]

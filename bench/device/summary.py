@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import geomean
+from infertune.benchmark import INTERPRETER_NOTE
 
 # The goals of the GPU figures issue (ratios measured in the same run).
 GOAL_MATMUL_GEOMEAN, GOAL_MATMUL_WORST = 1.0, 0.85
@@ -262,6 +263,8 @@ def markdown(f: dict[str, Any]) -> str:
     env = f.get("environment") or {}
     dev = env.get("device") or {}
     lines = [f"# GPU kit run — {dev.get('label', 'unknown device')}", ""]
+    if dev.get("interpreter"):  # a smoke run: the plumbing, not figures
+        lines += [f"**{INTERPRETER_NOTE}; this run checks the kit's plumbing.**", ""]
     if env:
         lines += [f"driver {env.get('driver')}; CUDA {env.get('cuda_runtime')}; torch {env.get('torch')}; "
                   f"triton {env.get('triton')}; python {env.get('python')}.", ""]
@@ -291,7 +294,9 @@ def markdown(f: dict[str, Any]) -> str:
     if unpack:
         lines += ["", "## matmul_w4a16: nibble unpacking in PTX (default) vs Triton's lowering", "",
                   f"Default configs, same kit run, two processes. Geomean {unpack['geomean']:.2f}x "
-                  "(Triton ms / PTX ms).", "",
+                  "(Triton ms / PTX ms)."
+                  + (" Under the interpreter both sides run Triton's path: PTX needs a GPU." if dev.get("interpreter")
+                     else ""), "",
                   "| M | N | K | PTX ms | Triton ms | PTX speedup | torch ms | correct |",
                   "|---:|---:|---:|---:|---:|---:|---:|---|"]
         lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['ptx_ms']:.4f} | {r['triton_ms']:.4f} | "
