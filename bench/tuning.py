@@ -177,6 +177,12 @@ def median_or_none(values: list[float]) -> float | None:
 
 
 # -- 1. grids -------------------------------------------------------------------------------
+def check_holds(path: Path, spec, recording: Recording, problem) -> None:
+    """UsageError when the recording read from `path` is of another problem (a renamed file)."""
+    if spec.shape_key(recording.problem) != spec.shape_key(problem):
+        raise UsageError(f"{path} holds {spec.shape_key(recording.problem)}, not {spec.shape_key(problem)}")
+
+
 def prior_recording(resume_dir: Path, name: str, shape, dtype: str, options: dict, device_slug: str, spec,
                     problem, device) -> tuple[Path, Recording] | None:
     """The partial recording of this grid in `resume_dir` (same name: same problem, same
@@ -186,8 +192,7 @@ def prior_recording(resume_dir: Path, name: str, shape, dtype: str, options: dic
     if not path.exists():
         return None
     _, prior = load(path, kernels.get)
-    if spec.shape_key(prior.problem) != spec.shape_key(problem):
-        raise UsageError(f"{path} holds {spec.shape_key(prior.problem)}, not {spec.shape_key(problem)}")
+    check_holds(path, spec, prior, problem)
     if (prior.device.name, prior.device.capability) != (device.name, device.capability):
         raise UsageError(f"{path} was recorded on {prior.device.label}, not on {device.label}: a grid is "
                          "completed only on the GPU model that began it")
@@ -243,8 +248,8 @@ def run_grids(grid_kernels, grid_shapes, dtype, device, settings, data_dir: Path
                     row.update(wall_s=wall, trials_run=result.trials_run,
                                per_trial_s=wall / result.trials_run if result.trials_run else None)
             _, recording = load(path, kernels.get)
-            if skip and spec.shape_key(recording.problem) != spec.shape_key(problem):  # a renamed file
-                raise UsageError(f"{path} holds {spec.shape_key(recording.problem)}, not {spec.shape_key(problem)}")
+            if skip:
+                check_holds(path, spec, recording, problem)
             row.update(describe_recording(spec, recording))
             rows.append(row)
             best = row["best_ms"]

@@ -112,10 +112,12 @@ def _tma_descriptors(a: torch.Tensor, b: torch.Tensor, config: Config) -> tuple 
     if not _describable(a):
         return None
     if b.stride(0) == 1 and _describable(b.t()):  # an nn.Linear weight passed as W.t()
-        return (TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(b.t(), [bn, bk]), True)
-    if _describable(b):
-        return (TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(b, [bk, bn]), False)
-    return None
+        b_desc, b_kmajor = TensorDescriptor.from_tensor(b.t(), [bn, bk]), True
+    elif _describable(b):
+        b_desc, b_kmajor = TensorDescriptor.from_tensor(b, [bk, bn]), False
+    else:
+        return None
+    return TensorDescriptor.from_tensor(a, [bm, bk]), b_desc, b_kmajor
 
 
 def tma_supported(config: Config, problem: Problem, device: DeviceInfo) -> str | None:

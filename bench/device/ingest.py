@@ -22,8 +22,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import kernels
 from bench.common import slug
-
 from tuner.replay import ReplayError, load
 
 from .summary import goals_table, summarize
@@ -86,8 +86,6 @@ def publish_recordings(run: Path, data_dir: Path) -> list[str]:
     """Copy the run's GPU grid recordings (grids/*.json) to data_dir; lines saying what was done.
     A recording made on the CPU (the smoke kit) says nothing of GPU speed and is never
     published; one already in data_dir with more configs of the same grid is kept."""
-    import kernels  # the specs, to read the recordings
-
     said = []
     for path in sorted(run.glob("grids/*.json")):
         try:

@@ -255,6 +255,17 @@ def goals_table(goals: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _ab_table(title: str, text: str, rows: list[dict[str, Any]], first: tuple[str, str], second: tuple[str, str],
+              speedup: tuple[str, str]) -> list[str]:
+    """An A/B section: per shape the two sides' ms ((label, key) each), the speedup, torch ms."""
+    lines = ["", f"## {title}", "", text, "",
+             f"| M | N | K | {first[0]} ms | {second[0]} ms | {speedup[0]} speedup | torch ms | correct |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r[first[1]]:.4f} | {r[second[1]]:.4f} | "
+              f"{r[speedup[1]]:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |" for r in rows]
+    return lines
+
+
 def _x(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -292,26 +303,18 @@ def markdown(f: dict[str, Any]) -> str:
                   f"{'yes' if v['all_correct'] else 'NO'} |" for name, v in k["per_kernel"].items()]
     unpack = f.get("int4_unpacking")
     if unpack:
-        lines += ["", "## matmul_w4a16: nibble unpacking in PTX (default) vs Triton's lowering", "",
-                  f"Default configs, same kit run, two processes. Geomean {unpack['geomean']:.2f}x "
-                  "(Triton ms / PTX ms)."
-                  + (" Under the interpreter both sides run Triton's path: PTX needs a GPU." if dev.get("interpreter")
-                     else ""), "",
-                  "| M | N | K | PTX ms | Triton ms | PTX speedup | torch ms | correct |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
-        lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['ptx_ms']:.4f} | {r['triton_ms']:.4f} | "
-                  f"{r['ptx_speedup']:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
-                  for r in unpack["rows"]]
+        lines += _ab_table("matmul_w4a16: nibble unpacking in PTX (default) vs Triton's lowering",
+                           f"Default configs, same kit run, two processes. Geomean {unpack['geomean']:.2f}x "
+                           "(Triton ms / PTX ms)."
+                           + (" Under the interpreter both sides run Triton's path: PTX needs a GPU."
+                              if dev.get("interpreter") else ""),
+                           unpack["rows"], ("PTX", "ptx_ms"), ("Triton", "triton_ms"), ("PTX", "ptx_speedup"))
     tma = f.get("matmul_tma")
     if tma:
-        lines += ["", "## matmul: TMA tensor-descriptor loads (TMA=1) vs the default async copies", "",
-                  f"Default configs otherwise, same kit run, two processes. Geomean {tma['geomean']:.2f}x "
-                  "(default ms / TMA ms).", "",
-                  "| M | N | K | default ms | TMA ms | TMA speedup | torch ms | correct |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---|"]
-        lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r['default_ms']:.4f} | {r['tma_ms']:.4f} | "
-                  f"{r['tma_speedup']:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
-                  for r in tma["rows"]]
+        lines += _ab_table("matmul: TMA tensor-descriptor loads (TMA=1) vs the default async copies",
+                           f"Default configs otherwise, same kit run, two processes. Geomean {tma['geomean']:.2f}x "
+                           "(default ms / TMA ms).",
+                           tma["rows"], ("default", "default_ms"), ("TMA", "tma_ms"), ("TMA", "tma_speedup"))
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
