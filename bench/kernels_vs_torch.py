@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None,
                         help="parameters set over every case's default, e.g. TMA=1 (the rest from the heuristic)")
     parser.add_argument("--m", default=None, help=f"comma-separated M values (default {','.join(map(str, M_VALUES))})")
+    parser.add_argument("--nk", default=None, help="comma-separated NxK weight shapes (default "
+                        + ",".join(f"{n}x{k}" for n, k in NK_VALUES) + ")")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default bench/results/<device>-<date>)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
@@ -116,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             m_values = tuple(int(v) for v in args.m.split(","))
         except ValueError:
             print(f"--m takes comma-separated integers; got {args.m!r}", file=sys.stderr)
+            return 2
+    if args.nk:
+        try:
+            nk_values = tuple(tuple(int(v) for v in item.lower().split("x", 1)) for item in args.nk.split(","))
+            if any(len(nk) != 2 or min(nk) < 1 for nk in nk_values):
+                raise ValueError
+        except ValueError:
+            print(f"--nk takes comma-separated NxK pairs of positive integers, e.g. 4096x4096; got {args.nk!r}",
+                  file=sys.stderr)
             return 2
     try:
         config = Config.parse(args.config) if args.config else None

@@ -109,12 +109,50 @@ def accumulator(config: Config, problem: Problem) -> int:
     return config["BLOCK_M"] * config["BLOCK_N"]
 
 
-def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo) -> int:
-    """Split K until the output tiles (times splits) cover the SMs once, at most 16 ways:
-    skinny-M problems otherwise leave most of an H100's 132 SMs idle."""
+def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo, ctas_per_sm: int = 1) -> int:
+    """Split K until the output tiles (times splits) reach `ctas_per_sm` programs per SM, at
+    most 16 ways and one K tile per split: skinny-M problems otherwise leave most of an
+    H100's 132 SMs idle. Never more programs than that, so none waits for a second wave."""
     split = 1
-    while tiles * split * 2 <= device.sm_count and split * 2 <= min(16, k_tiles):
+    while tiles * split * 2 <= device.sm_count * ctas_per_sm and split * 2 <= min(16, k_tiles):
         split *= 2
+    return split
+
+
+# Weight bytes a skinny (M <= 64) matmul keeps in flight per SM, where it streams weights
+# from DRAM. Little's law: ~4.2 TB/s of copy bandwidth (H200, measured) times ~1 us of
+# loaded DRAM latency is ~4.2 MB in flight, 32 KiB per SM of 132; twice that leaves room.
+# The first H200 run's defaults aimed at 1 program per SM: the bf16 matmul at 16x4096x4096
+# (128 programs, 3 stages x 16 KiB = 48 KiB per SM in flight) moved 2.8 TB/s at 6.2%
+# occupancy (ncu), and an int8 tile in flight is half a bf16 one. Not yet measured: the
+# kit's kernels step benches the previous rule (1 program per SM) beside this one.
+SKINNY_IN_FLIGHT_BYTES = 64 * 1024
+# A bound on programs per SM besides shared memory: at ~120 registers x 128 threads, the
+# int4 kernel's skinny default, 4 fit in an SM's 64K registers.
+MAX_SKINNY_CTAS_PER_SM = 4
+
+
+def skinny_ctas_per_sm(config: Config, weight_bits: int, smem_bytes: int, device: DeviceInfo) -> int:
+    """Programs per SM a skinny matmul's default aims for: enough that their weight tiles in
+    flight ((num_stages - 1) stages of BLOCK_K x BLOCK_N weights each) reach
+    SKINNY_IN_FLIGHT_BYTES, as many as the shared-memory estimate `smem_bytes` lets reside,
+    at most MAX_SKINNY_CTAS_PER_SM, at least 1."""
+    in_flight = max(1, (config["num_stages"] - 1) * config["BLOCK_K"] * config["BLOCK_N"] * weight_bits // 8)
+    want = C.cdiv(SKINNY_IN_FLIGHT_BYTES, in_flight)
+    fit = device.smem_per_block // max(1, smem_bytes) if device.smem_per_block else want
+    return max(1, min(want, fit, MAX_SKINNY_CTAS_PER_SM))
+
+
+def skinny_split_k(tiles: int, k_tiles: int, M: int, K: int, weight_bits: int, ctas_per_sm: int,
+                   device: DeviceInfo) -> int:
+    """A skinny matmul's split-K: `heuristic_split_k` at `ctas_per_sm`, halved while the fp32
+    partials (each split writes an [M, N] one, the reduction reads it back) would move more
+    than a quarter of the weight bytes the split is there to stream faster, but never below
+    covering the SMs once: 2 * split * M * N * 4 <= N * K * weight_bits / 8 / 4."""
+    split = heuristic_split_k(tiles, k_tiles, device, ctas_per_sm)
+    floor = heuristic_split_k(tiles, k_tiles, device)
+    while split > floor and 256 * split * M > K * weight_bits:
+        split //= 2
     return split
 
 
@@ -131,15 +169,19 @@ def weight_only_max_block_k(problem: Problem, device: DeviceInfo, cap: int = 128
     return cap
 
 
-def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_block_k: int = 64,
+def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *,
+              smem: Callable[[Config, Problem], int], weight_bits: int | None = None, large_block_k: int = 64,
               large_block_m: int = 128, large_block_n: int = 128, max_block_k: int = 128,
               block_k_min: int = C.MIN_DOT, extra: dict[str, int] | None = None) -> Config:
     """A default valid for every problem and device.
 
     CPU interpreter: the fewest, largest tiles (it pays per program and K step, not per
     FLOP: 256^3 fp16 took 0.04 s with 128^3 tiles, 0.23 s with 64^3, 10 s with 16^3).
-    CUDA, M <= 64 (decode): a GEMV-like weight stream in 16..64-row tiles, K split until
-    the SMs are covered. Larger M: 128x128 tiles, grouped order, 3 stages.
+    CUDA, M <= 64 (decode): a GEMV-like weight stream in 16..64-row tiles, K split until the
+    SMs hold enough weight bytes in flight (`skinny_ctas_per_sm`). Larger M: 128x128 tiles,
+    grouped order, 3 stages, K split until the SMs are covered once.
+    smem: the kernel's shared-memory estimate (how many programs reside per SM).
+    weight_bits: bits per weight element streamed (int8 8, int4 4); default the dtype's.
     large_block_k: K step for large M (fp8 takes 128: half the bytes per element).
     large_block_m, large_block_n: M and N tile for large M (int4 takes N 64: its
         dequantization needs the registers; fp32 int8 takes 64 x 64).
@@ -147,9 +189,10 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
     extra: the kernel's own parameters beyond the tile ones (matmul's TMA), as given.
     """
     M, N, K = problem["M"], problem["N"], problem["K"]
+    skinny = M <= 64
     if device.kind != "cuda":
         cfg = Config(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=8, num_stages=2)
-    elif M <= 64:
+    elif skinny:
         cfg = Config(BLOCK_M=C.padded(M), BLOCK_N=64, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=4)
     else:
         cfg = Config(BLOCK_M=large_block_m, BLOCK_N=large_block_n, BLOCK_K=large_block_k, GROUP_M=8, SPLIT_K=1,
@@ -160,7 +203,13 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *, large_b
         cfg = cfg.replace(GROUP_M=1)
     if device.kind == "cuda":
         tiles = C.cdiv(M, cfg["BLOCK_M"]) * C.cdiv(N, cfg["BLOCK_N"])
-        cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, C.cdiv(K, cfg["BLOCK_K"]), device))
+        bits = weight_bits if weight_bits is not None else 8 * C.ELEMENT_BYTES[problem.dtype]
+        k_tiles = C.cdiv(K, cfg["BLOCK_K"])
+        if skinny:
+            per_sm = skinny_ctas_per_sm(cfg, bits, smem(cfg, problem), device)
+            cfg = cfg.replace(SPLIT_K=skinny_split_k(tiles, k_tiles, M, K, bits, per_sm, device))
+        else:
+            cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, k_tiles, device))
     return C.shrink_to_fit(spec, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
 
 

@@ -218,7 +218,7 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     # for sm_90 under triton 3.6 (255 registers; 254 and no spill under 3.9); BLOCK_K 32
     # spills under neither (238 / 252).
     large_k = 32 if device.kind == "cuda" and problem.dtype == "fp32" else 64
-    return gemm.heuristic(SPEC, problem, device, large_block_k=large_k, extra={"TMA": 0})
+    return gemm.heuristic(SPEC, problem, device, smem=_smem, large_block_k=large_k, extra={"TMA": 0})
 
 
 def _bytes(problem: Problem) -> int:

@@ -230,7 +230,7 @@ def _requirement(problem: Problem, device: DeviceInfo) -> str | None:
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     # fp8 halves the bytes per element, so a K step of 128 costs what 64 does in fp16.
-    return gemm.heuristic(SPEC, problem, device, large_block_k=128, block_k_min=MIN_FP8_BLOCK_K)
+    return gemm.heuristic(SPEC, problem, device, smem=_smem, large_block_k=128, block_k_min=MIN_FP8_BLOCK_K)
 
 def _bytes(problem: Problem) -> int:
     M, N, K = problem["M"], problem["N"], problem["K"]

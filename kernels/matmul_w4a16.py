@@ -377,7 +377,7 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     # Large M: 128x64 tiles. 128x128 with 8 warps took all 255 registers for sm_90 and, under
     # triton 3.6 (the GPU image's), spilled in the K loop at M=2048 int4-g32 with bias; 128x64
     # compiles to 164-168 registers and no spill with both schemes (tests/test_sm90_compile.py).
-    return gemm.heuristic(SPEC, problem, device, max_block_k=gemm.weight_only_max_block_k(problem, device, group),
+    return gemm.heuristic(SPEC, problem, device, smem=_smem, weight_bits=4, max_block_k=gemm.weight_only_max_block_k(problem, device, group),
                           large_block_n=64, block_k_min=MIN_BLOCK_K)
 
 

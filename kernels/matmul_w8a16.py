@@ -195,7 +195,7 @@ def _heuristic(problem: Problem, device: DeviceInfo) -> Config:
     # fp32 dots run on FMAs: at M = 2048 the 128 x 128 x 32 tile (8 warps) spilled ~5000
     # registers in the K loop for sm_90 (triton 3.9); 64 x 64 x 32 with 8 warps spills none (190).
     large = 64 if device.kind == "cuda" and problem.dtype == "fp32" else 128
-    return gemm.heuristic(SPEC, problem, device, max_block_k=gemm.weight_only_max_block_k(problem, device),
+    return gemm.heuristic(SPEC, problem, device, smem=_smem, weight_bits=8, max_block_k=gemm.weight_only_max_block_k(problem, device),
                           large_block_m=large, large_block_n=large)
 
 

@@ -27,3 +27,18 @@ def test_full_run_refuses_without_a_gpu(capsys):
         return
     assert kernels_vs_torch.main([]) == 2
     assert "need a CUDA GPU" in capsys.readouterr().err
+
+
+def test_nk_picks_the_weight_shapes(tmp_path):
+    code = kernels_vs_torch.main(["--smoke", "--dtype", "fp16", "--out", str(tmp_path), "--kernels", "matmul",
+                                  "--m", "3", "--nk", "40x24,13x32"])
+    assert code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [(r["shape"]["M"], r["shape"]["N"], r["shape"]["K"]) for r in rows] == [(3, 40, 24), (3, 13, 32)]
+
+
+def test_malformed_nk_is_one_line_and_exit_2(tmp_path, capsys):
+    for bad in ("4096", "4096x", "0x64", "axb", "64x64x64"):
+        assert kernels_vs_torch.main(["--smoke", "--out", str(tmp_path), "--nk", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--nk takes" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -136,6 +136,9 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     assert [(r["M"], r["N"], r["K"]) for r in unpack["rows"]] == [(1, 96, 64)] and unpack["rows"][0]["correct"]
     tma = data["matmul_tma"]  # TMA=1 under the interpreter's emulated descriptors: plumbing only
     assert [(r["M"], r["N"], r["K"]) for r in tma["rows"]] == [(13, 96, 64)] and tma["rows"][0]["correct"]
+    split = data["split_k"]  # SPLIT_K=2 beside the interpreter's default (1): plumbing only
+    assert [(r["kernel"], r["M"]) for r in split["rows"]] == [("matmul", 1), ("matmul_w8a16", 1), ("matmul_w4a16", 1)]
+    assert all(r["correct"] for r in split["rows"])
     assert {r["kernel"] for r in data["tune"]["rows"]} == {"matmul", "matmul_w4a16"}
     assert data["ncu"]["matmul"]["status"] in ("absent", "refused", "failed")
     minilm = data["runtime"]["minilm"]
@@ -223,10 +226,31 @@ def test_matmul_tma_pairs_the_default_rows(tmp_path):
     assert data["int4_unpacking"] is None
 
 
+def test_split_k_pairs_every_matmul_kernel(tmp_path):
+    """The skinny split-K A/B: each kernel's one-program-per-SM row beside its default row,
+    one-per-SM ms / default ms; a kernel or shape missing on one side is left out."""
+    def row(kernel, m, ms):
+        return {**_bench_row(kernel, m, ms), "options": {}}
+    for folder, rows in (("kernels", [row("matmul", 1, 0.010), row("matmul_w8a16", 1, 0.008),
+                                      row("matmul_w4a16", 16, 0.006), row("matmul", 2048, 0.2)]),
+                         ("kernels-split-once", [row("matmul", 1, 0.012), row("matmul_w8a16", 1, 0.006),
+                                                 row("matmul_w4a16", 1, 0.009)])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({"results": rows}))
+    data = summary.summarize(tmp_path)["data"]
+    rows = data["split_k"]["rows"]
+    assert [(r["kernel"], r["M"], round(r["default_speedup"], 6)) for r in rows] == [
+        ("matmul", 1, 1.2), ("matmul_w8a16", 1, 0.75)]
+    assert data["split_k"]["geomean"] == pytest.approx(math.sqrt(1.2 * 0.75))
+    text = summary.markdown(data)
+    assert "| kernel | M | N | K | default ms | one per SM ms |" in text
+    assert "| matmul_w8a16 | 1 | 4096 | 4096 | 0.0080 | 0.0060 | 0.75x |" in text
+
+
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path):
     data = summary.summarize(tmp_path)["data"]
     assert data["kernels"] is None and data["tune"] is None and data["int4_unpacking"] is None
-    assert data["matmul_tma"] is None
+    assert data["matmul_tma"] is None and data["split_k"] is None
     tpe = next(g for g in data["goals"] if g["figure"] == "TPE on recorded grids")
     assert tpe["met"] is None and "not measured" in tpe["note"]
 

@@ -8,9 +8,10 @@ succeeds and its shared memory fits H100's opt-in limit, i.e. the spec's constra
 rejected over-limit configs before compiling; for the heuristic defaults also that no
 register spills inside a loop, in every dtype the kernel runs (fp16 and fp32 defaults too).
 A spill outside every loop costs a few stores and loads per program and is let through:
-matmul's M=1 default (BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, 4 warps, 4 stages, SPLIT_K=2) has one, measured with Triton 3.9: 64 registers, 8 bytes of
-stack, one STL before the K loop and one LDL after it (M=16, not specialized to the
-constant 1, compiles to the same 64 registers without it).
+matmul's M=1 default (BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, 4 warps, 4 stages, split K) has
+one, measured with Triton 3.9: 64 registers, 8 bytes of stack, one STL before the K loop and
+one LDL after it (M=16, not specialized to the constant 1, compiles to the same 64
+registers without it).
 One child process per kernel, so pytest-xdist spreads them. It runs under this environment's
 Triton, and under the GPU image's (triton 3.6) in `make gpu-rehearsal`; with
 INFERTUNE_REQUIRE_SM90=1 (CI) an environment that cannot compile offline fails instead of skipping.

@@ -78,15 +78,20 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-n", "8", "-p", "no:cacheprovider",
                  "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA", 120, (
+        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K",
+             130, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--out", "{work}/kernels"),
             # A/Bs for the summary, against the default rows above: the int4 rows at M <= 16
-            # with Triton's unpacking instead of the PTX (the default), and the bf16 matmul at
-            # M = 128 and 2048 with TMA tensor-descriptor loads (TMA=1; the default is 0).
+            # with Triton's unpacking instead of the PTX (the default), the bf16 matmul at
+            # M = 128 and 2048 with TMA tensor-descriptor loads (TMA=1; the default is 0), and
+            # the M <= 16 rows with N = 4096 at the split the first H200 run's rule gave them
+            # (2: one program per SM; the default now splits 4 ways there).
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--kernels", "matmul_w4a16", "--m", "1,16",
                  "--out", "{work}/kernels-int4-bits", env=INT4_BITS_ENV),
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--kernels", "matmul", "--m", "128,2048", "--config", "TMA=1",
                  "--out", "{work}/kernels-matmul-tma"),
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--m", "1,16", "--nk", "4096x4096,4096x14336",
+                 "--config", "SPLIT_K=2", "--out", "{work}/kernels-split-once"),
         )),
         Step("tune", "short TPE tune with the compile pool: decode shapes (bf16, int8, int4) and bf16 M=16, 128", 200, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", *bf16_shapes, *tune_common,
@@ -159,12 +164,16 @@ def smoke_steps() -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_timing.py",
                  "tests/test_llama.py", "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA", 240, (
+        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K",
+             240, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--out", "{work}/kernels"),
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--kernels", "matmul_w4a16", "--m", "1",
                  "--out", "{work}/kernels-int4-bits", env=INT4_BITS_ENV),
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--kernels", "matmul", "--m", "13", "--config",
                  "TMA=1", "--out", "{work}/kernels-matmul-tma"),
+            # K = 64 holds two 32-wide K tiles: a split of 2 is valid there.
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--m", "1", "--nk", "96x64", "--config",
+                 "SPLIT_K=2,BLOCK_K=32", "--out", "{work}/kernels-split-once"),
         )),
         Step("tune", "short TPE tune", 300, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--shape", "5x32x16", *tune_common,

@@ -95,6 +95,18 @@ def _matmul_tma(default: dict | None, tma: dict | None) -> dict[str, Any] | None
     return {"rows": rows, "geomean": geomean([r["tma_speedup"] for r in rows])} if rows else None
 
 
+def _split_k(default: dict | None, once: dict | None) -> dict[str, Any] | None:
+    """The skinny default's split-K (enough programs per SM for the weight bytes in flight;
+    kernels/results.json) against the first H200 run's rule, one program per SM
+    (kernels-split-once/results.json: SPLIT_K=2 on the N=4096 shapes, which that rule gave
+    them), every matmul kernel, same kit run: rows and the geomean of once ms / default ms."""
+    rows = [{"kernel": kernel, "M": r["M"], "N": r["N"], "K": r["K"], "default_ms": r["default_ms"],
+             "once_ms": r["other_ms"], "default_speedup": r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"],
+             "correct": r["correct"]}
+            for kernel in ("matmul", "matmul_w8a16", "matmul_w4a16") for r in _paired(default, once, kernel)]
+    return {"rows": rows, "geomean": geomean([r["default_speedup"] for r in rows])} if rows else None
+
+
 def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
     seconds = {}
     for step in (status or {}).get("steps", []):
@@ -234,6 +246,7 @@ def summarize(work: Path) -> dict[str, Any]:
                                           _load(work / "kernels-int4-bits/results.json")),
         "matmul_tma": _matmul_tma(_load(work / "kernels/results.json"),
                                   _load(work / "kernels-matmul-tma/results.json")),
+        "split_k": _split_k(_load(work / "kernels/results.json"), _load(work / "kernels-split-once/results.json")),
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
         "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
@@ -257,12 +270,16 @@ def goals_table(goals: list[dict[str, Any]]) -> list[str]:
 
 def _ab_table(title: str, text: str, rows: list[dict[str, Any]], first: tuple[str, str], second: tuple[str, str],
               speedup: tuple[str, str]) -> list[str]:
-    """An A/B section: per shape the two sides' ms ((label, key) each), the speedup, torch ms."""
+    """An A/B section: per shape (and kernel, where rows name one) the two sides' ms ((label,
+    key) each), the speedup, torch ms."""
+    named = any("kernel" in r for r in rows)
     lines = ["", f"## {title}", "", text, "",
-             f"| M | N | K | {first[0]} ms | {second[0]} ms | {speedup[0]} speedup | torch ms | correct |",
-             "|---:|---:|---:|---:|---:|---:|---:|---|"]
-    lines += [f"| {r['M']} | {r['N']} | {r['K']} | {r[first[1]]:.4f} | {r[second[1]]:.4f} | "
-              f"{r[speedup[1]]:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |" for r in rows]
+             ("| kernel " if named else "")
+             + f"| M | N | K | {first[0]} ms | {second[0]} ms | {speedup[0]} speedup | torch ms | correct |",
+             ("|---" if named else "") + "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [(f"| {r.get('kernel')} " if named else "") + f"| {r['M']} | {r['N']} | {r['K']} | {r[first[1]]:.4f} | "
+              f"{r[second[1]]:.4f} | {r[speedup[1]]:.2f}x | {r['torch_ms']:.4f} | {'yes' if r['correct'] else 'NO'} |"
+              for r in rows]
     return lines
 
 
@@ -315,6 +332,13 @@ def markdown(f: dict[str, Any]) -> str:
                            f"Default configs otherwise, same kit run, two processes. Geomean {tma['geomean']:.2f}x "
                            "(default ms / TMA ms).",
                            tma["rows"], ("default", "default_ms"), ("TMA", "tma_ms"), ("TMA", "tma_speedup"))
+    split = f.get("split_k")
+    if split:
+        lines += _ab_table("Skinny split-K: programs per SM for the bytes in flight (default) vs one per SM",
+                           f"Default configs but SPLIT_K, same kit run, two processes; only the shapes where the "
+                           f"rules differ (on an H100/H200: N = 4096). Geomean {split['geomean']:.2f}x (one-per-SM ms / default ms).",
+                           split["rows"], ("default", "default_ms"), ("one per SM", "once_ms"),
+                           ("default", "default_speedup"))
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
