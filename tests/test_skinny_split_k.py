@@ -110,7 +110,7 @@ def test_skinny_defaults_hold_more_in_flight_than_one_program_per_sm(spec, smem,
     bytes in flight per SM never fall, and at 1x4096x4096 at least double."""
     for m, (n, k) in itertools.product(SKINNY_M, DECODE_NK + ODD_NK):
         problem = _problem(spec, quant, m, n, k)
-        cfg, programs, _, in_flight = _layout(spec, smem, bits, problem, H100)
+        cfg, programs, _, _ = _layout(spec, smem, bits, problem, H100)
         tiles = programs // cfg["SPLIT_K"]
         before = tiles * heuristic_split_k(tiles, C.cdiv(k, cfg["BLOCK_K"]), H100)
         assert programs >= before, f"{spec.name} {m}x{n}x{k} {cfg}"
