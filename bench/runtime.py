@@ -496,7 +496,7 @@ def goals(llama: dict[str, Any], bandwidth: dict[str, Any], minilm: dict[str, An
          f["median"] / roofline if f else None, GOAL_ROOFLINE)
     goal(f"w8 batch-1 decode >= {GOAL_W8}x {float_row['variant']}", ratio(decode("w8"), f), GOAL_W8)
     goal(f"w4g128 batch-1 decode >= {GOAL_W4}x {float_row['variant']}", ratio(decode("w4g128"), f), GOAL_W4)
-    hf = llama["transformers"]["batches"]["1"]["decode_tokens_per_s"]
+    hf = llama["transformers"]["batches"]["1"]["decode_tokens_per_s"] if llama.get("transformers") else None
     goal(f"{float_row['variant']} batch-1 decode >= {GOAL_VS_TRANSFORMERS}x transformers", ratio(f, hf),
          GOAL_VS_TRANSFORMERS)
     goal(f"MiniLM embeddings/s >= {GOAL_MINILM}x sentence-transformers", minilm.get("speedup"), GOAL_MINILM)
@@ -539,11 +539,13 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         f"Date {data['date'][:10]}; figures measured on {run_dev}; machine device {env['device']['label']}; driver "
         f"{env['driver']}; torch {env['torch']}; triton {env['triton']}; CUDA {env['cuda_runtime']}; transformers "
-        f"{data['llama']['transformers']['version']}. Seed {data['seed']}.",
+        f"{(data['llama']['transformers'] or {}).get('version', '(not run)')}. Seed {data['seed']}.",
         "Every figure is the median over repetitions with p10-p90 in brackets; the baselines were measured in the "
         "same run on the same device.",
         "",
     ]
+    if data.get("pending"):
+        lines += [f"**Partial: {data['pending']}.**", ""]
     if data["smoke"]:
         lines += [f"**{SMOKE_NOTE}.**", ""]
     if data["interpreter"]:
@@ -571,19 +573,20 @@ def markdown(data: dict[str, Any]) -> str:
         for key, b in r["batches"].items():
             d = b["decode_tokens_per_s"]
             frac = f"{d['median'] / roof:.0%}" if key == "1" and roof else "-"
+            vs_hf = ratio(d, hf["batches"][key]["decode_tokens_per_s"]) if hf else None
             lines.append(f"| {r['variant']} | {b['batch']} | {gib(r['weight_bytes'])} | {fmt_s(d)} | "
-                         f"{fmt_s(b['prefill_tokens_per_s'])} | {frac} | "
-                         f"{fmt_x(ratio(d, hf['batches'][key]['decode_tokens_per_s']))} | {cfg} |")
-    for key, b in hf["batches"].items():
+                         f"{fmt_s(b['prefill_tokens_per_s'])} | {frac} | {fmt_x(vs_hf)} | {cfg} |")
+    for key, b in (hf or {"batches": {}})["batches"].items():
         lines.append(f"| transformers {hf['dtype']} ({hf['cache']} cache) | {b['batch']} | | "
                      f"{fmt_s(b['decode_tokens_per_s'])} | {fmt_s(b['prefill_tokens_per_s'])} | | 1.00x | |")
     lines += ["", "Roofline (batch 1): " + "; ".join(
         f"{r['variant']} {r['roofline_tokens_per_s']:.1f} tok/s" for r in ll["variants"]) + ".",
         configs_line(ll["configs_total"], data["db"]),
         "",
-        "transformers is timed with max_new_tokens=1 (prefill + first token: its prefill figure) and with "
-        f"max_new_tokens={s['new_tokens']}; its decode tok/s = batch x (new tokens - 1) / (time(N) - median "
-        "time(1))." + (f" {hf['cache_note']}." if hf["cache_note"] else "")]
+        ("transformers is timed with max_new_tokens=1 (prefill + first token: its prefill figure) and with "
+         f"max_new_tokens={s['new_tokens']}; its decode tok/s = batch x (new tokens - 1) / (time(N) - median "
+         "time(1))." + (f" {hf['cache_note']}." if hf["cache_note"] else "")) if hf else
+        "transformers: not measured yet (the run stopped before it)."]
     prof = ll.get("decode_profile")
     if prof:
         lines += ["", "### Where a decode step's time goes", ""]
@@ -595,12 +598,15 @@ def markdown(data: dict[str, Any]) -> str:
         else:
             lines += dprof.markdown(prof, prof["variant"])
     cc = ll["cross_check"]
-    lines += ["", f"Cross-check, batch-1 greedy tokens of {cc['variant']} vs transformers: "
-              f"{'equal' if cc['equal'] else 'different'} (first {cc['agreeing_prefix']} of {cc['tokens']} agree)."]
+    if cc:
+        lines += ["", f"Cross-check, batch-1 greedy tokens of {cc['variant']} vs transformers: "
+                  f"{'equal' if cc['equal'] else 'different'} (first {cc['agreeing_prefix']} of {cc['tokens']} agree)."]
     m = data["minilm"]
     lines += ["", "## 3. MiniLM embeddings", ""]
     if "skipped" in m:
         lines.append(f"Skipped: {m['skipped']}.")
+    elif "pending" in m:
+        lines.append(f"Not measured yet: {m['pending']}.")
     else:
         st = m["sentence_transformers"]
         lines += [f"minilm-l6 {m['variant']}, {m['texts']} texts of {m['tokens_per_text']} tokens, batch {m['batch']}"
@@ -674,34 +680,44 @@ def main(argv: list[str] | None = None) -> int:
                      memory=memory) for role, text in variants]
     for r in rows:
         r["roofline_tokens_per_s"] = bandwidth["gb_per_s"]["median"] * 1e9 / r["weight_bytes"]
+    totals = config_counts([b["configs"] for r in rows for b in r["batches"].values()])
+    llama = {"model": model_name, "config": dataclasses.asdict(config), "master_seed": MASTER_SEED,
+             "sizes": {"prompt_len": sizes.prompt_len, "new_tokens": sizes.new_tokens, "reps": sizes.reps},
+             "variants": rows, "transformers": None, "cross_check": None, "configs_total": totals}
+    data = {
+        "benchmark": "runtime", "date": now.isoformat(timespec="seconds"), "seed": seed, "smoke": args.smoke,
+        "run_device": run_dev, "environment": env.to_dict(), "interpreter": devinfo.interpreter,
+        "note": SMOKE_NOTE if args.smoke else None, "db": db, "bandwidth": bandwidth, "llama": llama,
+        "minilm": {"pending": "the run stopped before it"},
+    }
+
+    def save(pending: str | None) -> None:
+        # Written after each section, so that a run cut by its time budget (the GPU kit's
+        # steps have caps) keeps what it measured; `pending` says what it had not reached.
+        data["pending"] = pending
+        data["memory"] = {"peak_bytes": memory.peak, "phases": memory.phases,
+                          "measure": memory.phases[0]["measure"] if memory.phases else None}
+        data["goals"] = goals(llama, bandwidth, data["minilm"])
+        write_results(out, data, markdown)
+
+    save("transformers, the cross-check and MiniLM not measured yet")
     float_dtype = torch.float32 if args.smoke else torch.bfloat16
     hf = run_transformers(config, float_dtype, device=device, prompts=prompts, sizes=sizes, memory=memory)
     float_row = next(r for r in rows if r["role"] == "float")
     check = cross_check(float_row["batches"]["1"]["tokens_first_sequence"], hf["batches"]["1"]["tokens_first_sequence"])
     check["variant"] = float_row["variant"]
-    totals = config_counts([b["configs"] for r in rows for b in r["batches"].values()])
-    llama = {"model": model_name, "config": dataclasses.asdict(config), "master_seed": MASTER_SEED,
-             "sizes": {"prompt_len": sizes.prompt_len, "new_tokens": sizes.new_tokens, "reps": sizes.reps},
-             "variants": rows, "transformers": hf, "cross_check": check, "configs_total": totals}
-    minilm = {"skipped": "--skip-minilm"} if args.skip_minilm else run_minilm(
+    llama.update(transformers=hf, cross_check=check)
+    save(None if args.skip_minilm else "MiniLM not measured yet")
+    data["minilm"] = {"skipped": "--skip-minilm"} if args.skip_minilm else run_minilm(
         device=device, devinfo=devinfo, db=db, sizes=sizes, seed=seed, memory=memory)
-    data = {
-        "benchmark": "runtime", "date": now.isoformat(timespec="seconds"), "seed": seed, "smoke": args.smoke,
-        "run_device": run_dev, "environment": env.to_dict(), "interpreter": devinfo.interpreter,
-        "note": SMOKE_NOTE if args.smoke else None, "db": db, "bandwidth": bandwidth, "llama": llama,
-        "minilm": minilm,
-        "memory": {"peak_bytes": memory.peak, "measure": memory.phases[0]["measure"] if memory.phases else None,
-                   "phases": memory.phases},
-    }
-    data["goals"] = goals(llama, bandwidth, minilm)
-    write_results(out, data, markdown)
+    save(None)
     if not args.no_decode_profile:
         text = dict(variants)["float"]
         print(f"profiling {text}'s batch-1 decode step kernel by kernel", flush=True)
         llama["decode_profile"] = profile_decode(config, text, device=device, devinfo=devinfo, db=db,
                                                  prompts=prompts[1], sizes=sizes,
                                                  decode=float_row["batches"]["1"]["decode_tokens_per_s"])
-        write_results(out, data, markdown)
+        save(None)
     return 0
 
 

@@ -34,6 +34,7 @@ def positive(s):
 def test_smoke_run_writes_every_section(smoke):
     _, data, md = smoke
     assert data["benchmark"] == "runtime" and data["smoke"] and data["seed"] == 7 and data["run_device"] == "CPU"
+    assert data["pending"] is None and "Partial" not in md  # every section reached
     env = data["environment"]
     assert env["device"]["label"] and "torch" in env and "triton" in env and "driver" in env and data["date"]
     assert positive(data["bandwidth"]["gb_per_s"])
@@ -139,3 +140,23 @@ def test_goals_from_known_measurements(float_tps, w8_tps, w4_tps, hf_tps, minilm
     assert goals[1]["value"] == pytest.approx(w8_tps / float_tps)
     assert goals[3]["value"] == pytest.approx(float_tps / hf_tps)
     assert bench_runtime.goals(llama, {"gb_per_s": {"median": 1000.0}}, {})[4]["met"] is None
+
+
+def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
+    """The GPU kit caps each step: a run stopped inside transformers' figures (here: it
+    raises) has already written our variants' figures, marked partial, goals computed."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("the step's cap")
+    monkeypatch.setattr(bench_runtime, "run_transformers", stopped)
+    monkeypatch.setattr(bench_runtime, "SMOKE_VARIANTS", bench_runtime.SMOKE_VARIANTS[:1])
+    with pytest.raises(KeyboardInterrupt):
+        bench_runtime.main(["--smoke", "--out", str(tmp_path), "--seed", "5", "--skip-minilm",
+                            "--no-decode-profile"])
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert "not measured yet" in data["pending"] and data["llama"]["transformers"] is None
+    (row,) = data["llama"]["variants"]
+    assert positive(row["batches"]["1"]["decode_tokens_per_s"])
+    assert data["goals"] == bench_runtime.goals(data["llama"], data["bandwidth"], data["minilm"])
+    assert data["goals"][0]["met"] is not None and data["goals"][3]["value"] is None
+    md = (tmp_path / "results.md").read_text()
+    assert "**Partial:" in md and "transformers: not measured yet" in md and "MiniLM" in md
