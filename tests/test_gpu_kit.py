@@ -353,3 +353,15 @@ def test_ingest_publishes_gpu_grids_to_the_data_folder(tmp_path):
     said = ingest.publish_recordings(run_dir, data)
     assert any(line.startswith("kept") and "8 configs" in line for line in said)
     assert len(json.loads((data / "matmul-16x32x32-bf16-nvidia-h100.json").read_text())["configs"]) == 8
+
+
+def test_a_partial_runtime_says_so_beside_its_missing_goals(tmp_path):
+    (tmp_path / "runtime").mkdir()
+    goals = [{"goal": "decode >= 80% of the roofline", "value": 0.75, "target": 0.8, "met": False},
+             {"goal": "decode >= 2.0x transformers", "value": None, "target": 2.0, "met": None}]
+    (tmp_path / "runtime/results.json").write_text(json.dumps(
+        {"pending": "transformers, the cross-check and MiniLM not measured yet", "goals": goals}))
+    data = summary.summarize(tmp_path)["data"]
+    rows = [g for g in data["goals"] if g["source"] == "runtime"]
+    assert [(g["value"], g["note"]) for g in rows] == [
+        (0.75, ""), (None, "partial run: transformers, the cross-check and MiniLM not measured yet")]
