@@ -1,9 +1,12 @@
 """Typed settings in one place: each has an environment variable and a default.
 A command-line flag beats the environment, which beats the default.
 
-One variable is read by the kernels themselves, at launch, since `kernels/` imports nothing
-of ours: INFERTUNE_INT4_DEQUANT=asm|bits (kernels/matmul_w4a16.py; default asm, the PTX
-nibble unpacking on a GPU; bits, Triton's lowering, which the GPU kit measures it against)."""
+Two variables are read by the kernels themselves, at launch, since `kernels/` imports
+nothing of ours; the GPU kit measures each default against its alternative:
+- INFERTUNE_INT4_DEQUANT=asm|bits (kernels/matmul_w4a16.py; default asm, the PTX nibble
+  unpacking on a GPU; bits, Triton's lowering);
+- INFERTUNE_SPLITK_REDUCE=serial|kernel (kernels/splitk.py; default serial, split-K's
+  partials summed by the last split inside the matmul launch; kernel, a second launch)."""
 
 from __future__ import annotations
 

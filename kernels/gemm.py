@@ -1,7 +1,8 @@
 """What the four matmul kernels (matmul, matmul_w8a16, matmul_w4a16, matmul_fp8) share.
 
 Device side: the grouped tile order and the split-K range of a program, as @triton.jit
-helpers, and the epilogue that stores a tile (with bias) or a split's fp32 partial.
+helpers, and the epilogue that stores a tile (with bias) or a split's fp32 partial (and,
+where the reduction is serial, the last split's sum: kernels/splitk.py).
 Host side: the tile parameters, the constraints every matmul has, the split-K buffers, and
 the heuristic default. Each kernel file keeps what is its own: operand loads and
 dequantization, its shared-memory estimate, its extra constraints and its quantizer.
@@ -16,9 +17,10 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
+from . import splitk
 from .device import DeviceInfo
 from .spec import Config, Constraint, KernelSpec, Param, Problem
-from .splitk import reduce_partials
+from .splitk import SplitK, store_partial
 
 
 # -- device side -----------------------------------------------------------------------
@@ -49,21 +51,21 @@ def split_k_tiles(pid_k, K, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
 
 
 @triton.jit
-def store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on, stride_bias,
-               HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+def store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
+               stride_bias, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr):
     """Without split-K: add the bias (element n at bias_ptr + n * stride_bias) and store in
-    the output dtype. With it: store the fp32 partial of split pid_k (reduce_partials adds
-    the splits and the bias)."""
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    c_mask = mask_m[:, None] & mask_n[None, :]
-    c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+    the output dtype. With it: the fp32 partial of split pid_k, and where SERIAL the last
+    split's sum (kernels/splitk.py)."""
     if SPLIT_K == 1:
+        mask_n = offs_n < N
+        c_mask = (offs_m < M)[:, None] & mask_n[None, :]
+        c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
         if HAS_BIAS:
             acc += tl.load(bias_ptr + offs_n * stride_bias, mask=mask_n, other=0.0).to(tl.float32)[None, :]
         tl.store(out_ptr + c_offs, acc.to(out_ptr.dtype.element_ty), mask=c_mask)
     else:
-        tl.store(out_ptr + pid_k * stride_os + c_offs, acc, mask=c_mask)
+        store_partial(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
+                      stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 # -- host side -------------------------------------------------------------------------
@@ -213,15 +215,11 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *,
     return C.shrink_to_fit(spec, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))
 
 
-def output_target(out: torch.Tensor, config: Config) -> tuple[torch.Tensor, int]:
-    """Where the kernel stores: `out` itself, or with split-K a fresh fp32 [SPLIT_K, M, N]
-    partials buffer. Returns (target, the target's stride between splits)."""
-    split_k = config["SPLIT_K"]
-    if split_k == 1:
-        return out, 0
-    M, N = out.shape
-    partials = torch.empty((split_k, M, N), device=out.device, dtype=torch.float32)
-    return partials, partials.stride(0)
+def split_k_buffers(out: torch.Tensor, M: int, N: int, config: Config) -> SplitK:
+    """The launch's split-K buffers (kernels/splitk.py): none without split-K; else fp32
+    partials and, unless the reduction falls back to a second pass, the tiles' counters."""
+    tiles = triton.cdiv(M, config["BLOCK_M"]) * triton.cdiv(N, config["BLOCK_N"])
+    return splitk.split_k_buffers(out, config["SPLIT_K"], tiles)
 
 
 def bias_stride(bias: torch.Tensor | None) -> int:
@@ -229,11 +227,9 @@ def bias_stride(bias: torch.Tensor | None) -> int:
     return bias.stride(0) if bias is not None else 0
 
 
-def finish(target: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """After the kernel: reduce split-K partials into `out` (adding the bias)."""
-    if target is not out:
-        reduce_partials(target, out, bias)
-    return out
+def finish(split: SplitK, out: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """After the kernel: the split-K second pass, where the reduction was not serial."""
+    return splitk.finish(split, out, bias)
 
 
 def grid(M: int, N: int, config: Config) -> tuple[int, int]:

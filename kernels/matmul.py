@@ -36,10 +36,10 @@ from .spec import Config, KernelSpec, Option, Param, Problem
 def _matmul_kernel(
     a_ptr, b_ptr, c_ptr, bias_ptr,
     M, N, K,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm, stride_cn, stride_bias,
+    stride_am, stride_ak, stride_bk, stride_bn, part_ptr, lock_ptr, stride_cm, stride_cn, stride_bias,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
 ):
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
@@ -62,18 +62,18 @@ def _matmul_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
-    gemm.store_tile(acc, c_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cs, stride_cm, stride_cn,
-                    stride_bias, HAS_BIAS, SPLIT_K)
+    gemm.store_tile(acc, c_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cm, stride_cn,
+                    stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 @triton.jit
 def _matmul_tma_kernel(
     a_desc, b_desc, c_ptr, bias_ptr,
     M, N, K,
-    stride_cs, stride_cm, stride_cn, stride_bias,
+    part_ptr, lock_ptr, stride_cm, stride_cn, stride_bias,
     B_KMAJOR: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
 ):
     """The same tiles, loaded through tensor descriptors. B_KMAJOR: b_desc describes the
     weight W [N, K] (B = W.t()), whose [BLOCK_N, BLOCK_K] tile is transposed for the dot;
@@ -95,8 +95,8 @@ def _matmul_tma_kernel(
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    gemm.store_tile(acc, c_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cs, stride_cm, stride_cn,
-                    stride_bias, HAS_BIAS, SPLIT_K)
+    gemm.store_tile(acc, c_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cm, stride_cn,
+                    stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 def _describable(t: torch.Tensor) -> bool:
@@ -158,9 +158,9 @@ def _launch(inputs: MatmulInputs, config: Config, out: torch.Tensor | None = Non
     M, K = a.shape
     N = b.shape[1]
     out = output_buffer(out, (M, N), a.dtype, a.device)
-    target, stride_cs = gemm.output_target(out, config)
+    split = gemm.split_k_buffers(out, M, N, config)
     common = dict(
-        HAS_BIAS=bias is not None,
+        HAS_BIAS=bias is not None, SERIAL=split.serial,
         UPCAST=needs_dot_upcast(a.dtype),
         # fp32 inputs are multiplied in full fp32, as torch.matmul does by default (not TF32).
         INPUT_PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
@@ -170,18 +170,18 @@ def _launch(inputs: MatmulInputs, config: Config, out: torch.Tensor | None = Non
     if descriptors is not None:
         a_desc, b_desc, b_kmajor = descriptors
         _matmul_tma_kernel[gemm.grid(M, N, config)](
-            a_desc, b_desc, target, bias if bias is not None else a,
-            M, N, K, stride_cs, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
+            a_desc, b_desc, out, bias if bias is not None else a,
+            M, N, K, *split.args(out), out.stride(0), out.stride(1), gemm.bias_stride(bias),
             B_KMAJOR=b_kmajor, **common,
         )
-        return gemm.finish(target, out, bias)
+        return gemm.finish(split, out, bias)
     _matmul_kernel[gemm.grid(M, N, config)](
-        a, b, target, bias if bias is not None else a,
+        a, b, out, bias if bias is not None else a,
         M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), stride_cs, target.stride(-2), target.stride(-1),
+        a.stride(0), a.stride(1), b.stride(0), b.stride(1), *split.args(out), out.stride(0), out.stride(1),
         gemm.bias_stride(bias), **common,
     )
-    return gemm.finish(target, out, bias)
+    return gemm.finish(split, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> MatmulInputs:

@@ -76,10 +76,10 @@ def _fp8_kernel(
     x_ptr, w_ptr, xs_ptr, ws_ptr, out_ptr, bias_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wn, stride_wk, stride_xs, stride_ws,
-    stride_os, stride_om, stride_on, stride_bias,
+    part_ptr, lock_ptr, stride_om, stride_on, stride_bias,
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
 ):
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
@@ -108,8 +108,8 @@ def _fp8_kernel(
     ws = tl.load(ws_ptr + offs_n * stride_ws, mask=mask_n, other=0.0)
     acc = acc * xs[:, None] * ws[None, :]
 
-    gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    stride_bias, HAS_BIAS, SPLIT_K)
+    gemm.store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
+                    stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 @dataclass(frozen=True)
@@ -159,19 +159,17 @@ def _launch(inputs: Fp8MatmulInputs, config: Config, out: torch.Tensor | None = 
     N = w.data.shape[0]
     device = x.data.device
     out = output_buffer(out, (M, N), inputs.out_dtype, device)
-    split_k = config["SPLIT_K"]
-    target = out if split_k == 1 else torch.empty((split_k, M, N), device=device, dtype=torch.float32)
-    stride_os = 0 if split_k == 1 else target.stride(0)
+    split = gemm.split_k_buffers(out, M, N, config)
     _fp8_kernel[gemm.grid(M, N, config)](
-        x.data, w.data, x.scale, w.scale, target, bias if bias is not None else x.scale,
+        x.data, w.data, x.scale, w.scale, out, bias if bias is not None else x.scale,
         M, N, K,
         x.data.stride(0), x.data.stride(1), w.data.stride(0), w.data.stride(1),
         _scale_stride(x), _scale_stride(w),
-        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
-        HAS_BIAS=bias is not None,
+        *split.args(out), out.stride(0), out.stride(1), gemm.bias_stride(bias),
+        HAS_BIAS=bias is not None, SERIAL=split.serial,
         **config.kernel_args(), **config.launch_options(),
     )
-    return gemm.finish(target, out, bias)
+    return gemm.finish(split, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> Fp8MatmulInputs:

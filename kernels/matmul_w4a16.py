@@ -191,11 +191,11 @@ def _w4a16_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, out_ptr, bias_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_sg, stride_zn, stride_zg,
-    stride_os, stride_om, stride_on, stride_bias,
+    part_ptr, lock_ptr, stride_om, stride_on, stride_bias,
     GROUP: tl.constexpr, ASYM: tl.constexpr,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, ASM_DEQUANT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
 ):
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
@@ -262,8 +262,8 @@ def _w4a16_kernel(
         part = tl.dot(a_odd, hi, part, input_precision=INPUT_PRECISION)
         acc += part * scale[None, :]
 
-    gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    stride_bias, HAS_BIAS, SPLIT_K)
+    gemm.store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
+                    stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 @dataclass(frozen=True)
@@ -307,23 +307,23 @@ def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None
     M, K = x.shape
     N = w.packed.shape[0]
     out = output_buffer(out, (M, N), x.dtype, x.device)
-    target, stride_os = gemm.output_target(out, config)
+    split = gemm.split_k_buffers(out, M, N, config)
     zero = w.zero if w.zero is not None else w.scale  # unread when symmetric
     _w4a16_kernel[gemm.grid(M, N, config)](
-        x, w.packed, w.scale, zero, target, bias if bias is not None else w.scale,
+        x, w.packed, w.scale, zero, out, bias if bias is not None else w.scale,
         M, N, K,
         x.stride(0), x.stride(1), w.packed.stride(0), w.packed.stride(1),
         w.scale.stride(0), w.scale.stride(1), zero.stride(0), zero.stride(1),
-        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
+        *split.args(out), out.stride(0), out.stride(1), gemm.bias_stride(bias),
         GROUP=w.group_size, ASYM=not w.symmetric,
-        HAS_BIAS=bias is not None,
+        HAS_BIAS=bias is not None, SERIAL=split.serial,
         UPCAST=needs_dot_upcast(x.dtype),
         # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.
         INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         ASM_DEQUANT=dequant_path(x.dtype) == "asm",
         **config.kernel_args(), **config.launch_options(),
     )
-    return gemm.finish(target, out, bias)
+    return gemm.finish(split, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> W4A16Inputs:

@@ -65,10 +65,10 @@ def quantize_int8(w: torch.Tensor) -> Int8Weight:
 def _w8a16_kernel(
     x_ptr, w_ptr, scale_ptr, out_ptr, bias_ptr,
     M, N, K,
-    stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, stride_os, stride_om, stride_on, stride_bias,
+    stride_xm, stride_xk, stride_wn, stride_wk, stride_sn, part_ptr, lock_ptr, stride_om, stride_on, stride_bias,
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
 ):
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
@@ -108,8 +108,8 @@ def _w8a16_kernel(
     scale = tl.load(scale_ptr + offs_n * stride_sn, mask=mask_n, other=0.0)
     acc = acc * scale[None, :]
 
-    gemm.store_tile(acc, out_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_os, stride_om, stride_on,
-                    stride_bias, HAS_BIAS, SPLIT_K)
+    gemm.store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
+                    stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
 
 @dataclass(frozen=True)
@@ -146,19 +146,19 @@ def _launch(inputs: W8A16Inputs, config: Config, out: torch.Tensor | None = None
     M, K = x.shape
     N = w.qweight.shape[0]
     out = output_buffer(out, (M, N), x.dtype, x.device)
-    target, stride_os = gemm.output_target(out, config)
+    split = gemm.split_k_buffers(out, M, N, config)
     _w8a16_kernel[gemm.grid(M, N, config)](
-        x, w.qweight, w.scale, target, bias if bias is not None else w.scale,
+        x, w.qweight, w.scale, out, bias if bias is not None else w.scale,
         M, N, K,
         x.stride(0), x.stride(1), w.qweight.stride(0), w.qweight.stride(1), w.scale.stride(0),
-        stride_os, target.stride(-2), target.stride(-1), gemm.bias_stride(bias),
-        HAS_BIAS=bias is not None,
+        *split.args(out), out.stride(0), out.stride(1), gemm.bias_stride(bias),
+        HAS_BIAS=bias is not None, SERIAL=split.serial,
         UPCAST=needs_dot_upcast(x.dtype),
         # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.
         INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         **config.kernel_args(), **config.launch_options(),
     )
-    return gemm.finish(target, out, bias)
+    return gemm.finish(split, out, bias)
 
 
 def _make_inputs(problem: Problem, device: torch.device, gen: torch.Generator) -> W8A16Inputs:

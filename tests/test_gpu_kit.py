@@ -139,6 +139,8 @@ def test_smoke_kit_runs_every_step_and_ingests(tmp_path, monkeypatch):
     split = data["split_k"]  # SPLIT_K=2 beside the interpreter's default (1): plumbing only
     assert [(r["kernel"], r["M"]) for r in split["rows"]] == [("matmul", 1), ("matmul_w8a16", 1), ("matmul_w4a16", 1)]
     assert all(r["correct"] for r in split["rows"])
+    reduce = data["splitk_reduce"]  # the interpreter's defaults do not split: plumbing only
+    assert {r["kernel"] for r in reduce["rows"]} == {"matmul", "matmul_w8a16", "matmul_w4a16"}
     assert {r["kernel"] for r in data["tune"]["rows"]} == {"matmul", "matmul_w4a16"}
     assert data["ncu"]["matmul"]["status"] in ("absent", "refused", "failed")
     minilm = data["runtime"]["minilm"]
@@ -247,10 +249,23 @@ def test_split_k_pairs_every_matmul_kernel(tmp_path):
     assert "| matmul_w8a16 | 1 | 4096 | 4096 | 0.0080 | 0.0060 | 0.75x |" in text
 
 
+def test_splitk_reduce_pairs_the_default_rows(tmp_path):
+    def row(kernel, m, ms):
+        return {**_bench_row(kernel, m, ms), "options": {}}
+    for folder, rows in (("kernels", [row("matmul", 1, 0.010), row("matmul_w4a16", 16, 0.005)]),
+                         ("kernels-splitk-kernel", [row("matmul", 1, 0.013), row("matmul_w4a16", 16, 0.006)])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({"results": rows}))
+    data = summary.summarize(tmp_path)["data"]
+    got = [(r["kernel"], round(r["serial_speedup"], 6)) for r in data["splitk_reduce"]["rows"]]
+    assert got == [("matmul", 1.3), ("matmul_w4a16", 1.2)]
+    assert "| matmul | 1 | 4096 | 4096 | 0.0100 | 0.0130 | 1.30x |" in summary.markdown(data)
+
+
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path):
     data = summary.summarize(tmp_path)["data"]
     assert data["kernels"] is None and data["tune"] is None and data["int4_unpacking"] is None
-    assert data["matmul_tma"] is None and data["split_k"] is None
+    assert data["matmul_tma"] is None and data["split_k"] is None and data["splitk_reduce"] is None
     tpe = next(g for g in data["goals"] if g["figure"] == "TPE on recorded grids")
     assert tpe["met"] is None and "not measured" in tpe["note"]
 

@@ -27,6 +27,7 @@ DECODE_NK = ((6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336))
 GRID_ENV = {"INFERTUNE_REP_MS": "10", "INFERTUNE_WARMUP_MS": "3"}
 # matmul_w4a16 unpacks nibbles with PTX on a GPU; this selects Triton's lowering instead.
 INT4_BITS_ENV = {"INFERTUNE_INT4_DEQUANT": "bits"}
+SPLITK_KERNEL_ENV = {"INFERTUNE_SPLITK_REDUCE": "kernel"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -78,8 +79,8 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-n", "8", "-p", "no:cacheprovider",
                  "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K",
-             130, (
+        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K, "
+                        "split-K reduction", 150, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--out", "{work}/kernels"),
             # A/Bs for the summary, against the default rows above: the int4 rows at M <= 16
             # with Triton's unpacking instead of the PTX (the default), the bf16 matmul at
@@ -92,6 +93,10 @@ def gpu_steps(trials: int = 12, tune_timeout_s: float = 11.0) -> list[Step]:
                  "--out", "{work}/kernels-matmul-tma"),
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--m", "1,16", "--nk", "4096x4096,4096x14336",
                  "--config", "SPLIT_K=2", "--out", "{work}/kernels-split-once"),
+            # ...and the M <= 16 rows with split-K's second-pass launch instead of the serial
+            # in-kernel sum (the default).
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--m", "1,16", "--nk", "4096x4096,4096x14336",
+                 "--out", "{work}/kernels-splitk-kernel", env=SPLITK_KERNEL_ENV),
         )),
         Step("tune", "short TPE tune with the compile pool: decode shapes (bf16, int8, int4) and bf16 M=16, 128", 200, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", *bf16_shapes, *tune_common,
@@ -164,8 +169,8 @@ def smoke_steps() -> list[Step]:
             _cmd("{py}", "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests/test_timing.py",
                  "tests/test_llama.py", "--junitxml", "{work}/gpu-tests.xml"),
         )),
-        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K",
-             240, (
+        Step("kernels", "kernels vs torch.matmul, default configs; A/B: int4 unpacking, matmul TMA, skinny split-K, "
+                        "split-K reduction", 240, (
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--out", "{work}/kernels"),
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--kernels", "matmul_w4a16", "--m", "1",
                  "--out", "{work}/kernels-int4-bits", env=INT4_BITS_ENV),
@@ -174,6 +179,9 @@ def smoke_steps() -> list[Step]:
             # K = 64 holds two 32-wide K tiles: a split of 2 is valid there.
             _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--m", "1", "--nk", "96x64", "--config",
                  "SPLIT_K=2,BLOCK_K=32", "--out", "{work}/kernels-split-once"),
+            # The interpreter's defaults do not split K: both sides run the same launch here.
+            _cmd("{py}", "-m", "bench.kernels_vs_torch", "--smoke", "--m", "1", "--out", "{work}/kernels-splitk-kernel",
+                 env=SPLITK_KERNEL_ENV),
         )),
         Step("tune", "short TPE tune", 300, (
             _cmd("{py}", "-m", "infertune", "autotune", "matmul", "--shape", "5x32x16", *tune_common,

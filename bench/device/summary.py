@@ -107,6 +107,17 @@ def _split_k(default: dict | None, once: dict | None) -> dict[str, Any] | None:
     return {"rows": rows, "geomean": geomean([r["default_speedup"] for r in rows])} if rows else None
 
 
+def _splitk_reduce(serial: dict | None, second: dict | None) -> dict[str, Any] | None:
+    """Split-K's reduction summed by the last split inside the launch (kernels/results.json,
+    the default) against a second launch (kernels-splitk-kernel/results.json), same configs,
+    every matmul kernel, same kit run: rows and the geomean of second-pass ms / serial ms."""
+    rows = [{"kernel": kernel, "M": r["M"], "N": r["N"], "K": r["K"], "serial_ms": r["default_ms"],
+             "second_ms": r["other_ms"], "serial_speedup": r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"],
+             "correct": r["correct"]}
+            for kernel in ("matmul", "matmul_w8a16", "matmul_w4a16") for r in _paired(serial, second, kernel)]
+    return {"rows": rows, "geomean": geomean([r["serial_speedup"] for r in rows])} if rows else None
+
+
 def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
     seconds = {}
     for step in (status or {}).get("steps", []):
@@ -249,6 +260,8 @@ def summarize(work: Path) -> dict[str, Any]:
         "matmul_tma": _matmul_tma(_load(work / "kernels/results.json"),
                                   _load(work / "kernels-matmul-tma/results.json")),
         "split_k": _split_k(_load(work / "kernels/results.json"), _load(work / "kernels-split-once/results.json")),
+        "splitk_reduce": _splitk_reduce(_load(work / "kernels/results.json"),
+                                        _load(work / "kernels-splitk-kernel/results.json")),
         "tune": _tune(work, status), "runtime": _load(work / "runtime/results.json"),
         "ncu": {p.stem.removeprefix("ncu-"): _ncu(_load(p)) for p in sorted(work.glob("ncu-*.json"))},
         "warm_start": _warm(_load(work / "tune-warm.json")), "confirm": _confirm(work),
@@ -341,6 +354,14 @@ def markdown(f: dict[str, Any]) -> str:
                            f"rules differ (on an H100/H200: N = 4096). Geomean {split['geomean']:.2f}x (one-per-SM ms / default ms).",
                            split["rows"], ("default", "default_ms"), ("one per SM", "once_ms"),
                            ("default", "default_speedup"))
+    red = f.get("splitk_reduce")
+    if red:
+        lines += _ab_table("Split-K reduction: the last split sums in the launch (default) vs a second launch",
+                           f"Default configs, same kit run, two processes; rows with SPLIT_K = 1 time the same "
+                           f"launch twice. Geomean {red['geomean']:.2f}x (second-launch ms / serial ms)."
+                           + (" The interpreter's defaults do not split K." if dev.get("interpreter") else ""),
+                           red["rows"], ("serial", "serial_ms"), ("second launch", "second_ms"),
+                           ("serial", "serial_speedup"))
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
