@@ -6,7 +6,8 @@ nothing of ours; the GPU kit measures each default against its alternative:
 - INFERTUNE_INT4_DEQUANT=asm|bits (kernels/matmul_w4a16.py; default asm, the PTX nibble
   unpacking on a GPU; bits, Triton's lowering);
 - INFERTUNE_SPLITK_REDUCE=serial|kernel (kernels/splitk.py; default serial, split-K's
-  partials summed by the last split inside the matmul launch; kernel, a second launch)."""
+  partials, and attention_decode's split-KV partials, combined by the last split inside
+  the launch; kernel, a second launch)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ KV head (the GQA group, padded to at least 16 rows so tl.dot applies; groups bey
 heads, e.g. MQA, take several blocks), so each k/v tile is read once for the whole group,
 and walks its share of that sequence's BLOCK_N tiles. It writes a
 partial output, already normalized, and its log-sum-exp (base 2). A split that owns no
-tile (a short sequence) writes lse = -inf. Pass 2, grid (B, H), weighs the splits by
-exp2(lse_s - max lse) and normalizes. With NUM_SPLITS = 1 pass 1 writes the output itself.
+tile (a short sequence) writes lse = -inf. Pass 2 weighs the splits by exp2(lse_s - max lse)
+and normalizes: by default inside pass 1's launch, by the last split of each program to
+finish (counted as split-K's serial sum counts, kernels/splitk.py), else as a launch of its
+own, grid (B, HKV * group blocks). With NUM_SPLITS = 1 pass 1 writes the output itself.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
+from . import splitk
 from .attention import (LOG2E, MAX_HEAD_DIM, check_out, expected_length_sums, mean_row_power, random_lengths,
                         spread_tolerance)
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
@@ -37,15 +40,15 @@ MAX_GROUP_ROWS = 64  # query heads per program; larger groups (MQA) are split ac
 
 @triton.jit
 def _decode_split_kernel(
-    q_ptr, k_ptr, v_ptr, lens_ptr, o_ptr, lse_ptr,
+    q_ptr, k_ptr, v_ptr, lens_ptr, o_ptr, lse_ptr, out_ptr, cnt_ptr,
     L, qk_scale,
     stride_qb, stride_qh, stride_qd,
     stride_kb, stride_kl, stride_kh, stride_kd,
     stride_vb, stride_vl, stride_vh, stride_vd,
     stride_ob, stride_oh, stride_os, stride_od,
-    stride_lb, stride_lh, stride_ls, stride_lens,
+    stride_lb, stride_lh, stride_ls, stride_lens, stride_outb, stride_outh, stride_outd,
     GROUP: tl.constexpr, GROUP_BLOCKS: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
-    UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, SERIAL: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)  # int64: batch * stride overflows int32 on large caches
@@ -105,6 +108,42 @@ def _decode_split_kernel(
     if NUM_SPLITS > 1:
         lse = tl.where(l_i > 0.0, m_i + tl.math.log2(tl.where(l_i > 0.0, l_i, 1.0)), float("-inf"))
         tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split * stride_ls, lse, mask=g_mask)
+        if SERIAL:
+            # The last split of this (sequence, head block) to finish combines them, as
+            # kernels/splitk.py does for split-K: barrier, one acq_rel count, .cg loads.
+            tl.debug_barrier()
+            cnt = cnt_ptr + b * tl.num_programs(1) + tl.program_id(1)
+            if tl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
+                part_base = o_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od
+                out = _combine(part_base, lse_ptr + b * stride_lb + heads * stride_lh, stride_os, stride_ls,
+                               o_mask, g_mask, NUM_SPLITS, ".cg")
+                tl.store(out_ptr + b * stride_outb + heads[:, None] * stride_outh + offs_d[None, :] * stride_outd,
+                         out.to(out_ptr.dtype.element_ty), mask=o_mask)
+                tl.store(cnt, 0)
+
+
+@triton.jit
+def _combine(part_ptrs, lse_ptrs, stride_ps, stride_ls, mask, lse_mask, NUM_SPLITS: tl.constexpr,
+             CACHE: tl.constexpr):
+    """The splits' partial outputs (part_ptrs + s * stride_ps) weighted by exp2(lse_s - max lse)
+    and normalized, split by split in order: the serial combine and the combine kernel run
+    this same code, so they give the same bits. An empty split has lse = -inf (weight 0).
+    CACHE: the loads' cache modifier (".cg", from L2, where other programs wrote them)."""
+    m = tl.load(lse_ptrs, mask=lse_mask, other=float("-inf"), cache_modifier=CACHE)
+    # Not software-pipelined (num_stages=1): a loop over splits has nothing to overlap with.
+    for s in tl.range(1, NUM_SPLITS, num_stages=1):
+        m = tl.maximum(m, tl.load(lse_ptrs + s * stride_ls, mask=lse_mask, other=float("-inf"),
+                                  cache_modifier=CACHE))
+    m = tl.where(m == float("-inf"), 0.0, m)
+    total = tl.zeros(m.shape, dtype=tl.float32)
+    acc = tl.zeros(part_ptrs.shape, dtype=tl.float32)  # [rows, BLOCK_D]
+    for s in tl.range(NUM_SPLITS, num_stages=1):
+        w = tl.math.exp2(tl.load(lse_ptrs + s * stride_ls, mask=lse_mask, other=float("-inf"),
+                                 cache_modifier=CACHE) - m)
+        total += w
+        part = tl.load(part_ptrs + s * stride_ps, mask=mask, other=0.0, cache_modifier=CACHE)
+        acc += part * w[:, None]
+    return acc / tl.where(total > 0.0, total, 1.0)[:, None]
 
 
 @triton.jit
@@ -113,22 +152,21 @@ def _decode_combine_kernel(
     stride_pb, stride_ph, stride_ps, stride_pd,
     stride_lb, stride_lh, stride_ls,
     stride_ob, stride_oh, stride_od,
-    NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+    GROUP: tl.constexpr, GROUP_BLOCKS: tl.constexpr, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """Pass 2 as a launch of its own, grid (B, HKV * group blocks): the heads of pass 1's programs."""
     b = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    offs_s = tl.arange(0, BLOCK_S)
+    hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
+    offs_g = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G + tl.arange(0, BLOCK_G)
     offs_d = tl.arange(0, BLOCK_D)
-    s_mask = offs_s < NUM_SPLITS
-    d_mask = offs_d < HEAD_DIM
-    lse = tl.load(lse_ptr + b * stride_lb + h * stride_lh + offs_s * stride_ls, mask=s_mask, other=float("-inf"))
-    m = tl.max(lse, 0)
-    w = tl.math.exp2(lse - tl.where(m == float("-inf"), 0.0, m))  # empty splits: exp2(-inf) = 0
-    part = tl.load(part_ptr + b * stride_pb + h * stride_ph + offs_s[:, None] * stride_ps + offs_d[None, :] * stride_pd,
-                   mask=s_mask[:, None] & d_mask[None, :], other=0.0)
-    total = tl.sum(w, 0)
-    out = tl.sum(part * w[:, None], 0) / tl.where(total > 0.0, total, 1.0)
-    tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_d * stride_od, out.to(out_ptr.dtype.element_ty), mask=d_mask)
+    g_mask = offs_g < GROUP
+    mask = g_mask[:, None] & (offs_d < HEAD_DIM)[None, :]
+    heads = hk * GROUP + offs_g
+    out = _combine(part_ptr + b * stride_pb + heads[:, None] * stride_ph + offs_d[None, :] * stride_pd,
+                   lse_ptr + b * stride_lb + heads * stride_lh, stride_ps, stride_ls, mask, g_mask, NUM_SPLITS, "")
+    tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od,
+             out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @dataclass(frozen=True)
@@ -168,6 +206,19 @@ def _block_g(h: int, hkv: int) -> int:
     return min(C.padded(h // hkv), MAX_GROUP_ROWS)
 
 
+# fp32 values per thread of the combine's [BLOCK_G, BLOCK_D] accumulator, at most, for pass 2
+# to run in pass 1's launch. At 32 (an MQA group of 64 heads, D 128, 8 warps) the fp32
+# default spilled 164 loads/stores in a loop for sm_90 (triton 3.6 and 3.9; 104 registers
+# without the combine); at 16 (Llama-3-8B's group of 4 padded to 16 rows, D 128, 4 warps)
+# none spilled in bf16, fp16 or fp32.
+MAX_COMBINE_VALUES_PER_THREAD = 16
+
+
+def combines_in_launch(block_g: int, block_d: int, config: Config) -> bool:
+    """Whether pass 2 may run in pass 1's launch: its accumulator fits the per-thread budget."""
+    return block_g * block_d <= MAX_COMBINE_VALUES_PER_THREAD * 32 * config["num_warps"]
+
+
 def _launch(inputs: DecodeInputs, config: Config, out: torch.Tensor | None = None) -> torch.Tensor:
     q, k, v, lens = inputs.q, inputs.k_cache, inputs.v_cache, inputs.seq_lens
     B, H, D = q.shape
@@ -188,19 +239,24 @@ def _launch(inputs: DecodeInputs, config: Config, out: torch.Tensor | None = Non
         lse_strides = lse.stride()
     block_g = _block_g(H, HKV)
     group_blocks = triton.cdiv(H // HKV, block_g)
-    _decode_split_kernel[(B, HKV * group_blocks, splits)](
-        q, k, v, lens, part, lse,
+    programs = (B, HKV * group_blocks)
+    # Split-KV's pass 2 runs inside this launch where counters can be had (kernels/splitk.py).
+    serial = splits > 1 and splitk.reduce_way() == "serial" and combines_in_launch(block_g, block_d, config)
+    counters = splitk.tile_counters(q.device, B * HKV * group_blocks) if serial else None
+    _decode_split_kernel[(*programs, splits)](
+        q, k, v, lens, part, lse, out, counters if counters is not None else lens,
         L, scale * LOG2E,
-        *q.stride(), *k.stride(), *v.stride(), *part.stride(), *lse_strides, lens.stride(0),
+        *q.stride(), *k.stride(), *v.stride(), *part.stride(), *lse_strides, lens.stride(0), *out.stride(),
         GROUP=H // HKV, GROUP_BLOCKS=group_blocks, HEAD_DIM=D, NUM_SPLITS=splits,
         UPCAST=needs_dot_upcast(q.dtype),
-        INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", SERIAL=counters is not None,
         BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_N=config["BLOCK_N"], **config.launch_options(),
     )
-    if splits > 1:
-        _decode_combine_kernel[(B, H)](
+    if splits > 1 and counters is None:
+        _decode_combine_kernel[programs](
             part, lse, out, *part.stride(), *lse.stride(), *out.stride(),
-            NUM_SPLITS=splits, HEAD_DIM=D, BLOCK_S=C.next_pow2(splits), BLOCK_D=block_d,
+            GROUP=H // HKV, GROUP_BLOCKS=group_blocks, NUM_SPLITS=splits, HEAD_DIM=D, BLOCK_G=block_g,
+            BLOCK_D=block_d,
         )
     return out
 

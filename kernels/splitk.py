@@ -15,6 +15,9 @@ run), and the two ways below give the same bits:
   no counters can be had (the first launch on a device inside a CUDA-graph capture) and
   with INFERTUNE_SPLITK_REDUCE=kernel, which the GPU kit measures the serial way against.
 
+attention_decode's split-KV combine (its pass 2) takes its counters from here and follows
+the same variable.
+
 Counters: one int32 per output tile, zero between launches, from one ring per device; each
 launch takes the next slots (16-byte aligned, so Triton sees one pointer alignment), so two
 launches that overlap in time (two streams) only share counters if the ring of 65,536 slots

@@ -68,6 +68,32 @@ def test_serial_and_second_pass_agree_bit_for_bit(kernel, dtype, monkeypatch, se
         assert _counters_zero("cpu"), f"{where}: a tile counter was left non-zero"
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_attention_decode_combines_in_its_launch_with_the_same_bits(dtype, monkeypatch, seed):
+    """Split-KV's pass 2 the same way: the last split of each (sequence, head block) combines.
+    Lengths from 1 to L, so some splits own no tile (lse = -inf, weight 0)."""
+    from kernels.attention_decode import SPEC as DECODE
+    from kernels.attention_decode import DecodeInputs
+
+    gen = torch.Generator().manual_seed(seed)
+    B, H, HKV, L, D = 4, 8, 2, 257, 64
+    q, k, v = (torch.randn(shape, dtype=DTYPES[dtype], generator=gen) for shape in
+               ((B, H, D), (B, L, HKV, D), (B, L, HKV, D)))
+    lens = torch.tensor([L, 1, 13, int(torch.randint(2, L, (1,), generator=gen))], dtype=torch.int32)
+    ref = DECODE.reference(DecodeInputs(q, k, v, lens)).double()
+    for splits in (2, 4, 16):
+        config = dict(BLOCK_N=16, NUM_SPLITS=splits, num_warps=4, num_stages=2)
+        outs = {}
+        for way in splitk.REDUCES:
+            monkeypatch.setenv(splitk.REDUCE_ENV, way)
+            outs[way] = kernels.attention_decode(q, k, v, lens, config=config)
+        where = f"seed {seed} NUM_SPLITS={splits} lens={lens.tolist()}"
+        assert torch.equal(outs["serial"], outs["kernel"]), f"{where}: the serial combine differs"
+        result = compare(outs["serial"].double(), ref, tolerance_for(dtype))
+        assert result.ok, f"{where}: {result.summary()}"
+        assert _counters_zero("cpu"), where
+
+
 def test_serial_launch_runs_no_second_pass(monkeypatch):
     calls = []
     monkeypatch.setattr(splitk, "reduce_partials", lambda *a: calls.append(a))
@@ -190,6 +216,35 @@ def test_gpu_serial_sum_replays_in_a_cuda_graph(seed):
     assert _counters_zero("cuda:0")
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_attention_decode_serial_combine_under_load(monkeypatch, seed):
+    """Llama-3-8B's decode attention (32 heads, 8 KV heads, D 128) at batch 1 and 16, splits
+    2..16, repeated: the serial combine matches the combine launch (within fp32 rounding:
+    the compiler may contract the two differently) and the bf16 reference."""
+    from kernels.attention_decode import SPEC as DECODE
+    from kernels.attention_decode import DecodeInputs
+
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    for B, splits in itertools.product((1, 16), (2, 4, 16)):
+        L = 1024
+        q = torch.randn((B, 32, 128), device="cuda", dtype=torch.bfloat16, generator=gen)
+        k = torch.randn((B, L, 8, 128), device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn((B, L, 8, 128), device="cuda", dtype=torch.bfloat16, generator=gen)
+        lens = torch.randint(1, L + 1, (B,), device="cuda", dtype=torch.int32, generator=gen)
+        config = dict(BLOCK_N=64, NUM_SPLITS=splits, num_warps=4, num_stages=2)
+        monkeypatch.setenv(splitk.REDUCE_ENV, "kernel")
+        want = kernels.attention_decode(q, k, v, lens, config=config).float()
+        monkeypatch.setenv(splitk.REDUCE_ENV, "serial")
+        for rep in range(20):
+            got = kernels.attention_decode(q, k, v, lens, config=config).float()
+            assert torch.allclose(got, want, rtol=0, atol=1e-2), f"seed {seed} B={B} splits={splits} rep {rep}"
+        ref = DECODE.reference(DecodeInputs(q, k, v, lens)).double()
+        assert compare(got.double(), ref, tolerance_for("bf16")).ok
+    torch.cuda.synchronize()
+    assert _counters_zero("cuda:0")
+
+
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -203,3 +258,13 @@ def test_every_matmul_kernel_takes_the_serial_flag():
         assert jitted, name
         for fn in jitted:
             assert {"SERIAL", "part_ptr", "lock_ptr"} <= set(fn.arg_names), f"{name}.{fn.__name__}"
+
+
+def test_attention_combines_in_its_launch_only_within_the_register_budget():
+    from kernels.attention_decode import combines_in_launch
+    from kernels.spec import Config
+
+    four = Config(BLOCK_N=64, NUM_SPLITS=8, num_warps=4, num_stages=3)
+    assert combines_in_launch(16, 128, four)  # Llama-3-8B: GQA 4 padded to 16 rows, D 128
+    assert not combines_in_launch(64, 128, four.replace(num_warps=8))  # MQA 64: spilled (fp32, sm_90)
+    assert combines_in_launch(64, 64, four.replace(num_warps=8))
