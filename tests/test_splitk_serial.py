@@ -169,12 +169,13 @@ def test_no_split_has_no_buffers():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kernel", ["matmul", "matmul_w8a16", "matmul_w4a16"])
 def test_gpu_serial_sum_matches_the_second_pass_under_load(kernel, monkeypatch, seed):
-    """Many launches back to back, splits 2..16, decode and odd shapes: every serial output
-    equals the second pass's bit for bit (a split that read a partial before its writer had
-    stored it would differ), and every counter is zero at the end."""
+    """Many launches back to back, splits 2 and 16, a decode and an odd shape: every serial
+    output equals the second pass's bit for bit (a split that read a partial before its
+    writer had stored it would differ), and every counter is zero at the end. Few configs:
+    each compiles twice (serial and not), inside the kit's gpu-tests step of 100 s."""
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    shapes = ((1, 4096, 4096), (13, 257, 301), (16, 6144, 4096), (1, 1024, 14336))
-    for (M, N, K), split_k in itertools.product(shapes, (2, 4, 16)):
+    shapes = ((1, 4096, 4096), (13, 257, 301))
+    for (M, N, K), split_k in itertools.product(shapes, (2, 16)):
         x = torch.randn((M, K), device="cuda", dtype=torch.bfloat16, generator=gen)
         w = torch.randn((N, K), device="cuda", dtype=torch.bfloat16, generator=gen)
         bias = torch.randn((N,), device="cuda", dtype=torch.bfloat16, generator=gen)
@@ -226,7 +227,7 @@ def test_gpu_attention_decode_serial_combine_under_load(monkeypatch, seed):
     from kernels.attention_decode import DecodeInputs
 
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    for B, splits in itertools.product((1, 16), (2, 4, 16)):
+    for B, splits in itertools.product((1, 16), (4, 16)):
         L = 1024
         q = torch.randn((B, 32, 128), device="cuda", dtype=torch.bfloat16, generator=gen)
         k = torch.randn((B, L, 8, 128), device="cuda", dtype=torch.bfloat16, generator=gen)
