@@ -108,18 +108,14 @@ def _decode_split_kernel(
     if NUM_SPLITS > 1:
         lse = tl.where(l_i > 0.0, m_i + tl.math.log2(tl.where(l_i > 0.0, l_i, 1.0)), float("-inf"))
         tl.store(lse_ptr + b * stride_lb + heads * stride_lh + split * stride_ls, lse, mask=g_mask)
-        if SERIAL:
-            # The last split of this (sequence, head block) to finish combines them, as
-            # kernels/splitk.py does for split-K: barrier, one acq_rel count, .cg loads.
-            tl.debug_barrier()
-            cnt = cnt_ptr + b * tl.num_programs(1) + tl.program_id(1)
-            if tl.atomic_add(cnt, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
-                part_base = o_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od
-                out = _combine(part_base, lse_ptr + b * stride_lb + heads * stride_lh, stride_os, stride_ls,
-                               o_mask, g_mask, NUM_SPLITS, ".cg")
-                tl.store(out_ptr + b * stride_outb + heads[:, None] * stride_outh + offs_d[None, :] * stride_outd,
-                         out.to(out_ptr.dtype.element_ty), mask=o_mask)
-                tl.store(cnt, 0)
+        # The last split of this (sequence, head block) to finish combines them, as split-K's
+        # serial sum does (kernels/splitk.py).
+        if SERIAL and splitk.last_to_arrive(cnt_ptr + b * tl.num_programs(1) + tl.program_id(1), NUM_SPLITS):
+            part_base = o_ptr + b * stride_ob + heads[:, None] * stride_oh + offs_d[None, :] * stride_od
+            out = _combine(part_base, lse_ptr + b * stride_lb + heads * stride_lh, stride_os, stride_ls,
+                           o_mask, g_mask, NUM_SPLITS, ".cg")
+            tl.store(out_ptr + b * stride_outb + heads[:, None] * stride_outh + offs_d[None, :] * stride_outd,
+                     out.to(out_ptr.dtype.element_ty), mask=o_mask)
 
 
 @triton.jit

@@ -44,6 +44,20 @@ _rings: dict[torch.device, list] = {}  # device -> [counters int32 [RING_SLOTS],
 
 
 @triton.jit
+def last_to_arrive(counter, ARRIVALS: tl.constexpr):
+    """Count this program on `counter` (int32); True for the last of ARRIVALS programs, which
+    also zeroes the counter for the next launch. Every thread's stores before the call are
+    released to that program (bar.sync, then atom.acq_rel.gpu: Triton runs a scalar atomic
+    on one thread and hands its result to the others through shared memory, behind another
+    barrier); it should read them with .cg loads."""
+    tl.debug_barrier()
+    last = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == ARRIVALS - 1
+    if last:
+        tl.store(counter, 0)
+    return last
+
+
+@triton.jit
 def store_partial(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N,
                   stride_om, stride_on, stride_bias, HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr,
                   SERIAL: tl.constexpr):
@@ -57,12 +71,7 @@ def store_partial(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, off
     split_elems = (pid_k.to(tl.int64) * 0 + M) * N
     tl.store(part_ptr + pid_k * split_elems + p_offs, acc, mask=mask)
     if SERIAL:
-        # Every thread's stores are issued before the one thread that counts releases them
-        # (bar.sync, then atom.acq_rel.gpu; Triton runs a scalar atomic on one thread and
-        # hands its result to the others through shared memory, behind another barrier).
-        tl.debug_barrier()
-        lock = lock_ptr + tl.program_id(0)
-        if tl.atomic_add(lock, 1, sem="acq_rel", scope="gpu") == SPLIT_K - 1:
+        if last_to_arrive(lock_ptr + tl.program_id(0), SPLIT_K):
             total = tl.zeros(acc.shape, dtype=tl.float32)
             for s in range(SPLIT_K):
                 # .cg: from L2, never a line this SM's L1 kept from before the other splits wrote.
@@ -71,7 +80,6 @@ def store_partial(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, off
                 total += tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
             c_offs = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
             tl.store(out_ptr + c_offs, total.to(out_ptr.dtype.element_ty), mask=mask)
-            tl.store(lock, 0)
 
 
 @triton.jit

@@ -95,27 +95,28 @@ def _matmul_tma(default: dict | None, tma: dict | None) -> dict[str, Any] | None
     return {"rows": rows, "geomean": geomean([r["tma_speedup"] for r in rows])} if rows else None
 
 
+def _every_kernel(default: dict | None, other: dict | None, keys: tuple[str, str, str]) -> dict[str, Any] | None:
+    """Each matmul kernel's default rows (kernels/results.json) beside the same shapes of an
+    A/B run of the same kit: rows with keys (default ms, other ms, other ms / default ms) and
+    the geomean of that ratio."""
+    mine, theirs, ratio = keys
+    rows = [{"kernel": kernel, "M": r["M"], "N": r["N"], "K": r["K"], mine: r["default_ms"], theirs: r["other_ms"],
+             ratio: r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"], "correct": r["correct"]}
+            for kernel in ("matmul", "matmul_w8a16", "matmul_w4a16") for r in _paired(default, other, kernel)]
+    return {"rows": rows, "geomean": geomean([r[ratio] for r in rows])} if rows else None
+
+
 def _split_k(default: dict | None, once: dict | None) -> dict[str, Any] | None:
-    """The skinny default's split-K (enough programs per SM for the weight bytes in flight;
-    kernels/results.json) against the first H200 run's rule, one program per SM
-    (kernels-split-once/results.json: SPLIT_K=2 on the N=4096 shapes, which that rule gave
-    them), every matmul kernel, same kit run: rows and the geomean of once ms / default ms."""
-    rows = [{"kernel": kernel, "M": r["M"], "N": r["N"], "K": r["K"], "default_ms": r["default_ms"],
-             "once_ms": r["other_ms"], "default_speedup": r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"],
-             "correct": r["correct"]}
-            for kernel in ("matmul", "matmul_w8a16", "matmul_w4a16") for r in _paired(default, once, kernel)]
-    return {"rows": rows, "geomean": geomean([r["default_speedup"] for r in rows])} if rows else None
+    """The skinny default's split-K (enough programs per SM for the weight bytes in flight)
+    against the first H200 run's rule, one program per SM (kernels-split-once/results.json:
+    SPLIT_K=2 on the N=4096 shapes, which that rule gave them): once ms / default ms."""
+    return _every_kernel(default, once, ("default_ms", "once_ms", "default_speedup"))
 
 
 def _splitk_reduce(serial: dict | None, second: dict | None) -> dict[str, Any] | None:
-    """Split-K's reduction summed by the last split inside the launch (kernels/results.json,
-    the default) against a second launch (kernels-splitk-kernel/results.json), same configs,
-    every matmul kernel, same kit run: rows and the geomean of second-pass ms / serial ms."""
-    rows = [{"kernel": kernel, "M": r["M"], "N": r["N"], "K": r["K"], "serial_ms": r["default_ms"],
-             "second_ms": r["other_ms"], "serial_speedup": r["other_ms"] / r["default_ms"], "torch_ms": r["torch_ms"],
-             "correct": r["correct"]}
-            for kernel in ("matmul", "matmul_w8a16", "matmul_w4a16") for r in _paired(serial, second, kernel)]
-    return {"rows": rows, "geomean": geomean([r["serial_speedup"] for r in rows])} if rows else None
+    """Split-K's reduction summed by the last split inside the launch (the default) against
+    a second launch (kernels-splitk-kernel/results.json), same configs: second ms / serial ms."""
+    return _every_kernel(serial, second, ("serial_ms", "second_ms", "serial_speedup"))
 
 
 def _tune(work: Path, status: dict | None) -> dict[str, Any] | None:
