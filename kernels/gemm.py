@@ -111,6 +111,43 @@ def accumulator(config: Config, problem: Problem) -> int:
     return config["BLOCK_M"] * config["BLOCK_N"]
 
 
+# Buffers are aligned: int4-g32-asym at BLOCK_N 16 compiled to 128 bytes over the tiles.
+SMEM_SLACK = 1024
+
+
+def uses_wgmma(config: Config, problem: Problem) -> bool:
+    """Whether Triton lowers a 16-bit tile's dot to Hopper's wgmma (a warpgroup of 4 warps
+    owns 64 rows) rather than to mma.sync; it decides how deep the operands are buffered."""
+    return C.ELEMENT_BYTES[problem.dtype] == 2 and config["BLOCK_M"] >= 64 and config["num_warps"] % 4 == 0
+
+
+def shared_memory(config: Config, problem: Problem, weight_bits: int | None = None, params_per_stage: int = 0) -> int:
+    """Bytes of shared memory a matmul tile takes for sm_90: an upper bound fitted to what
+    Triton 3.6 and 3.9 allocate (docs/ARCHITECTURE.md, "Shared-memory estimates").
+
+    x: [BLOCK_M, BLOCK_K] in the dtype; w: [BLOCK_K, BLOCK_N] at `weight_bits` per weight
+    (None: a float weight in the dtype), plus `params_per_stage` bytes of scales loaded
+    every K step. Triton's software pipeline keeps num_stages - 1 buffers of each loaded
+    tile, but num_stages of those a wgmma reads straight from shared memory (x, a float
+    weight); a dequantized weight feeds wgmma from one more [BLOCK_K, BLOCK_N] tile in the dtype. fp32 dots run on
+    FMAs, and both operands pass through shared memory into the dot's layout. The epilogue's
+    fp32 layout conversion reuses the same bytes (the max), and a weight-only kernel's scale
+    vector takes BLOCK_N fp32 of scratch. SMEM_SLACK covers the allocator's alignment.
+    """
+    es = C.ELEMENT_BYTES[problem.dtype]
+    bm, bn, bk, stages = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"], config["num_stages"]
+    quantized = weight_bits is not None
+    x = bm * bk * es
+    w = bk * bn * (weight_bits if quantized else 8 * es) // 8 + params_per_stage
+    if es == 4:
+        tiles = (stages - 1) * (x + w) + (bm + bn) * bk * 4
+    elif uses_wgmma(config, problem):
+        tiles = stages * x + ((stages - 1) * w + bk * bn * es if quantized else stages * w)
+    else:
+        tiles = (stages - 1) * (x + w)
+    return max(tiles, bm * bn * 4) + (bn * 4 if quantized else 0) + SMEM_SLACK
+
+
 def heuristic_split_k(tiles: int, k_tiles: int, device: DeviceInfo, ctas_per_sm: int = 1) -> int:
     """Split K until the output tiles (times splits) reach `ctas_per_sm` programs per SM, at
     most 16 ways and one K tile per split: skinny-M problems otherwise leave most of an
@@ -145,14 +182,29 @@ def skinny_ctas_per_sm(config: Config, weight_bits: int, smem_bytes: int, device
     return max(1, min(want, fit, MAX_SKINNY_CTAS_PER_SM))
 
 
+def skinny_in_flight(tiles: int, k_tiles: int, split: int, ctas_per_sm: int, stages_in_flight: int,
+                     device: DeviceInfo) -> float:
+    """Weight tiles in flight per SM: the programs resident per SM (at most `ctas_per_sm`)
+    times the K tiles each keeps in flight, its pipeline depth or its whole K range where
+    that is shorter. More splits put more programs on an SM but shorten each one's range."""
+    programs_per_sm = min(tiles * split / device.sm_count, ctas_per_sm)
+    return programs_per_sm * min(stages_in_flight, k_tiles // split)
+
+
 def skinny_split_k(tiles: int, k_tiles: int, M: int, K: int, weight_bits: int, ctas_per_sm: int,
-                   device: DeviceInfo) -> int:
-    """A skinny matmul's split-K: `heuristic_split_k` at `ctas_per_sm`, halved while the fp32
-    partials (each split writes an [M, N] one, the reduction reads it back) would move more
-    than a quarter of the weight bytes the split is there to stream faster, but never below
-    covering the SMs once: 2 * split * M * N * 4 <= N * K * weight_bits / 8 / 4."""
-    split = heuristic_split_k(tiles, k_tiles, device, ctas_per_sm)
+                   device: DeviceInfo, stages_in_flight: int = 3) -> int:
+    """A skinny matmul's split-K: from covering the SMs once, doubled up to `heuristic_split_k`
+    at `ctas_per_sm` while that puts more weight tiles in flight (`skinny_in_flight`: once a
+    split's K range is shorter than the pipeline, twice the programs hold half as much), then
+    halved while the fp32 partials (each split writes an [M, N] one, the reduction reads it
+    back) would move more than a quarter of the weight bytes the split is there to stream
+    faster, but never below covering the SMs once: 2 * split * M * N * 4 <= N * K * weight_bits / 8 / 4."""
     floor = heuristic_split_k(tiles, k_tiles, device)
+    cap = heuristic_split_k(tiles, k_tiles, device, ctas_per_sm)
+    split = floor
+    while split < cap and (skinny_in_flight(tiles, k_tiles, 2 * split, ctas_per_sm, stages_in_flight, device)
+                           > skinny_in_flight(tiles, k_tiles, split, ctas_per_sm, stages_in_flight, device)):
+        split *= 2
     while split > floor and 256 * split * M > K * weight_bits:
         split //= 2
     return split
@@ -209,7 +261,7 @@ def heuristic(spec: KernelSpec, problem: Problem, device: DeviceInfo, *,
         k_tiles = C.cdiv(K, cfg["BLOCK_K"])
         if skinny:
             per_sm = skinny_ctas_per_sm(cfg, bits, smem(cfg, problem), device)
-            cfg = cfg.replace(SPLIT_K=skinny_split_k(tiles, k_tiles, M, K, bits, per_sm, device))
+            cfg = cfg.replace(SPLIT_K=skinny_split_k(tiles, k_tiles, M, K, bits, per_sm, device, cfg["num_stages"] - 1))
         else:
             cfg = cfg.replace(SPLIT_K=heuristic_split_k(tiles, k_tiles, device))
     return C.shrink_to_fit(spec, cfg, problem, device, ("num_stages", "BLOCK_K", "BLOCK_N", "BLOCK_M", "SPLIT_K"))

@@ -205,12 +205,9 @@ def _baseline(inputs: MatmulInputs) -> torch.Tensor:
 
 
 def _smem(config: Config, problem: Problem) -> int:
-    # One A and one B tile per pipeline stage (Triton's software pipeline buffers them); with
-    # TMA, an 8-byte mbarrier per stage and load too (sm_90 compile, 128x128x64, 3 stages:
-    # 98,328 bytes against 98,304 for the tiles).
-    es = C.ELEMENT_BYTES[problem.dtype]
-    tiles = config["num_stages"] * (config["BLOCK_M"] + config["BLOCK_N"]) * config["BLOCK_K"] * es
-    return tiles + (16 * config["num_stages"] if config["TMA"] else 0)
+    # With TMA, an 8-byte mbarrier per stage and load too (sm_90 compile, 128x128x64,
+    # 3 stages: 98,328 bytes against 98,304 for the tiles).
+    return gemm.shared_memory(config, problem) + (16 * config["num_stages"] if config["TMA"] else 0)
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:

@@ -358,13 +358,11 @@ def block_k_within_group(config: Config, problem: Problem, device: DeviceInfo) -
 
 
 def _smem(config: Config, problem: Problem) -> int:
-    # Per pipeline stage one x tile and one packed weight tile, counted as [BLOCK_K, BLOCK_N]
-    # bytes though it is half that (an upper bound: these constraints must reject every
-    # config over the limit, and the layout conversions of the even/odd split take some);
-    # plus the dequantized tiles in x's dtype (the wgmma B operand is read from shared memory).
-    es = C.ELEMENT_BYTES[problem.dtype]
-    bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
-    return config["num_stages"] * (bm * bk * es + bk * bn) + bk * bn * es
+    # The packed tile streams at half a byte a weight; each K step may start a group, so its
+    # scales (and zero points) are loaded with the tiles (int4-g32-asym, BLOCK_K 32: the
+    # sm_90 compile buffered them with the tiles).
+    params = config["BLOCK_N"] * 4 * (1 if SCHEMES[problem.opt("quant")][1] else 2)
+    return gemm.shared_memory(config, problem, weight_bits=4, params_per_stage=params)
 
 
 def _acc_elements(config: Config, problem: Problem) -> int:

@@ -184,11 +184,8 @@ def _baseline(inputs: W8A16Inputs) -> torch.Tensor:
 
 
 def _smem(config: Config, problem: Problem) -> int:
-    # Per pipeline stage one x tile and one int8 weight tile; plus one weight tile converted
-    # to x's dtype (on Hopper the wgmma B operand is read from shared memory).
-    es = C.ELEMENT_BYTES[problem.dtype]
-    bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
-    return config["num_stages"] * (bm * bk * es + bk * bn) + bk * bn * es
+    # Per-channel scales are loaded once, outside the K loop.
+    return gemm.shared_memory(config, problem, weight_bits=8)
 
 
 def _heuristic(problem: Problem, device: DeviceInfo) -> Config:

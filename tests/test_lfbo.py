@@ -38,7 +38,7 @@ from tuner.synthetic import matmul_recording
 from .fake_devices import H100
 
 SPEC = kernels.get("matmul")
-PROBLEM = SPEC.problem({"M": 64, "N": 256, "K": 256}, "bf16")  # 7,390 valid configs on an H100
+PROBLEM = SPEC.problem({"M": 64, "N": 256, "K": 256}, "bf16")  # 14,880 valid configs on an H100
 SPACE = Space(SPEC, PROBLEM, H100)
 LIMIT = 4096  # planted: BLOCK_M * BLOCK_N * num_stages above this fails (52% of the valid configs)
 
@@ -104,7 +104,7 @@ def test_classifier_learns_a_planted_product_rule_from_a_small_sample():
     y = np.array([0.0 if _fails(c) else 1.0 for c in configs])
     model = Classifier(enc).fit(pos[train], y[train], np.ones(len(train)))
     accuracy = ((model.probability(pos[held]) > 0.5) == (y[held] == 1)).mean()
-    # A coin scores ~50% here (the rule splits the space 52/48); 150 labels of 7,240 held out.
+    # A coin scores ~50% here (the rule splits the space 52/48); 150 labels of 14,730 held out.
     assert accuracy > 0.9, accuracy
 
 
@@ -128,12 +128,16 @@ def test_lfbo_proposes_far_fewer_failing_configs_than_random_on_a_planted_failur
 
 
 def test_lfbo_finds_a_better_config_than_random_on_the_planted_replay():
-    wins = 0
-    for seed in range(4):
+    # 8 planted replays: LFBO's best of 40 trials over random's, as a geometric mean and in
+    # wins (5 of 8 alone a coin reaches 36% of the time; the mean must be well under 1 too).
+    # It reads about 0.69, 6 wins; 10 wins of 12 over seeds 0-11.
+    ratios = []
+    for seed in range(8):
         recording = _planted(100 + seed)
         best = {s: min(o.timing.median_ms for o in _run(recording, s, seed, 40) if o.ok) for s in ("lfbo", "random")}
-        wins += best["lfbo"] < best["random"]
-    assert wins >= 3
+        ratios.append(best["lfbo"] / best["random"])
+    geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    assert geomean < 0.85 and sum(r < 1 for r in ratios) >= 5, ratios
 
 
 def test_a_resumed_study_proposes_what_an_uninterrupted_one_does(tmp_path):

@@ -18,6 +18,7 @@ from kernels.gemm import (
     SKINNY_IN_FLIGHT_BYTES,
     heuristic_split_k,
     skinny_ctas_per_sm,
+    skinny_in_flight,
     skinny_split_k,
 )
 from kernels.spec import Config
@@ -90,6 +91,33 @@ def test_the_partials_stay_under_a_quarter_of_the_weight_bytes():
     assert skinny_split_k(64, 32, M=1, K=4096, weight_bits=4, ctas_per_sm=3, device=H100) == 4
     # bf16 at M = 16: 256 * 4 * 16 = 16384 <= 4096 * 16.
     assert skinny_split_k(64, 32, M=16, K=4096, weight_bits=16, ctas_per_sm=2, device=H100) == 4
+
+
+def test_a_split_that_adds_no_tiles_in_flight_is_not_taken():
+    # int4 at 1x2048x2048, 16 x 64 x 128 tiles, 4 stages: 32 tiles of 16 K steps. Split 8:
+    # 256 programs, ~2 an SM, 2 K tiles in flight each; split 16 puts ~4 an SM but each has
+    # one K tile: no more in flight, twice the partials. The split stops at 8.
+    assert heuristic_split_k(tiles=32, k_tiles=16, device=H100, ctas_per_sm=4) == 16
+    assert skinny_in_flight(32, 16, 16, 4, 3, H100) <= skinny_in_flight(32, 16, 8, 4, 3, H100)
+    assert skinny_split_k(32, 16, M=1, K=2048, weight_bits=4, ctas_per_sm=4, device=H100, stages_in_flight=3) == 8
+    # With the K range to spare (4096x4096: 32 K steps) the same tiles split to 8, 4 in range each.
+    assert skinny_split_k(64, 32, M=1, K=4096, weight_bits=4, ctas_per_sm=4, device=H100, stages_in_flight=3) == 8
+    # At 16 K steps, 4 ways leave 4 a split (~2 programs an SM, 8 tiles); 8 ways, 2 a split
+    # (~4 programs, 8 tiles): no gain, so 4. 5 stages in flight would take the 4 and no more.
+    assert skinny_split_k(64, 16, M=1, K=2048, weight_bits=4, ctas_per_sm=4, device=H100, stages_in_flight=5) == 4
+    assert skinny_split_k(64, 16, M=1, K=2048, weight_bits=4, ctas_per_sm=4, device=H100, stages_in_flight=1) == 8
+
+
+def test_the_int4_decode_default_now_sees_four_programs_an_sm():
+    """The M = 1 int4 default compiles to 24,832 bytes of shared memory for sm_90 (triton 3.9
+    and 3.6): 9 fit an H100's 227 KiB, so the register cap (4) binds, where the estimate
+    before gemm.shared_memory (64 KiB) let 3 reside."""
+    spec, smem, bits, quant = STREAMING[2]
+    problem = _problem(spec, quant, 1, 4096, 4096)
+    cfg = spec.heuristic(problem, H100)
+    assert H100.smem_per_block // smem(cfg, problem) >= MAX_SKINNY_CTAS_PER_SM
+    assert skinny_ctas_per_sm(cfg, bits, smem(cfg, problem), H100) == MAX_SKINNY_CTAS_PER_SM
+    assert cfg["SPLIT_K"] == 8
 
 
 @pytest.mark.parametrize("spec,smem,bits,quant", STREAMING, ids=IDS)

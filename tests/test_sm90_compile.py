@@ -21,13 +21,17 @@ cache makes a rerun fast.
 
 from __future__ import annotations
 
+import importlib
 import os
+import random
 import subprocess
 import zlib
 
 import pytest
 
 import kernels
+from kernels import constraints as C
+from kernels import gemm
 from kernels.spec import Config, KernelSpec, Problem
 
 from .fake_devices import H100
@@ -149,6 +153,78 @@ def test_defaults_of_every_dtype_do_not_spill(spec: KernelSpec):
     assert not found, "\n".join(found)
 
 
+# -- matmuls: the shared-memory estimates ----------------------------------------------
+# The constraints reject a config whose estimate exceeds the device's limit. An estimate
+# under what Triton allocates lets through a config that fails at launch; one far over it
+# hides configs that fit. Before gemm.shared_memory, the weight-only estimates ran 1.6 to 4x
+# over their skinny tiles (the M = 1 int4 default: 64 KiB estimated, 24 KiB compiled) and
+# under one int8 tile (65,536 bytes compiled against 53,248), and matmul's under its
+# BLOCK_K 16 wgmma tiles (131,072 against 24,576: the epilogue's fp32 layout conversion).
+SMEM_CASES = (("matmul", "bf16", None), ("matmul", "fp32", None), ("matmul_w8a16", "bf16", None),
+              ("matmul_w8a16", "fp32", None), ("matmul_w4a16", "bf16", "int4-g128"),
+              ("matmul_w4a16", "fp32", "int4-g128"), ("matmul_w4a16", "bf16", "int4-g32-asym"))
+SMEM_SHAPE = {"M": 2048, "N": 4096, "K": 4096}
+# A skinny int4 tile the old estimate rejected (249,856 bytes): 82,944 compiled (triton 3.9).
+WIDE_INT4 = Config(BLOCK_M=16, BLOCK_N=256, BLOCK_K=128, GROUP_M=1, SPLIT_K=1, num_warps=4, num_stages=5)
+
+
+def _estimate(name: str):
+    return importlib.import_module(f"kernels.{name}")._smem
+
+
+def smem_jobs(name: str, dtype: str, quant: str | None) -> list[Job]:
+    """In each MMA regime (wgmma, mma.sync or FMA) the 3 valid configs with the largest
+    estimates (the nearest the limit) and the 2 with the largest output tile for the least
+    pipeline; 2 more at random; at 2048 x 4096 x 4096."""
+    spec = kernels.get(name)
+    problem = spec.problem(SMEM_SHAPE, dtype, {"quant": quant} if quant else {})
+    estimate = _estimate(name)
+    valid = [c for c in spec.valid_configs(problem, H100) if c["GROUP_M"] == 1 and c["SPLIT_K"] == 1]
+    chosen: list[Config] = []
+    for wgmma in (True, False):
+        regime = [c for c in valid if gemm.uses_wgmma(c, problem) == wgmma]
+        chosen += sorted(regime, key=lambda c: (-estimate(c, problem), str(c)))[:3]
+        # ...and the 2 whose output tile is largest beside their K pipeline (the epilogue's share)
+        epilogue = sorted((c for c in regime if c not in chosen),
+                          key=lambda c: (-c["BLOCK_M"] * c["BLOCK_N"], c["BLOCK_K"] * c["num_stages"], str(c)))
+        chosen += epilogue[:2]
+    rest = [c for c in valid if c not in chosen]
+    chosen += random.Random(zlib.crc32(f"{name}{dtype}{quant}".encode())).sample(rest, 2)
+    return [Job(name, SMEM_SHAPE, dtype, dict(problem.options), str(c), "smem") for c in chosen]
+
+
+def smem_problems(result: JobResult) -> list[str]:
+    """Where the main launch allocates more shared memory than its estimate, or than an H100 has."""
+    job = result.job
+    if result.error:
+        return [f"{job.key}: launcher failed: {result.error}"]
+    main = result.launches[0]
+    if main.error:
+        return [f"{job.key}: does not compile for sm_90: {main.error}"]
+    spec = kernels.get(job.kernel)
+    estimate = _estimate(job.kernel)(Config.parse(job.config), spec.problem(job.shape, job.dtype, job.options))
+    if main.shared > estimate or main.shared > H100.smem_per_block:
+        return [f"{job.key}: {main.shared} bytes of shared memory, estimated {estimate}"]
+    return []
+
+
+@pytest.mark.parametrize("name,dtype,quant", SMEM_CASES, ids=lambda v: str(v))
+def test_matmul_shared_memory_estimates_bound_the_compile(name: str, dtype: str, quant: str | None):
+    results = compiled(smem_jobs(name, dtype, quant), f"{name} {dtype} smem")
+    found = [line for result in results for line in smem_problems(result)]
+    assert not found, "\n".join(found)
+
+
+def test_wide_skinny_int4_tiles_are_in_the_search_space():
+    spec = kernels.get("matmul_w4a16")
+    shape = {"M": 1, "N": 4096, "K": 4096}
+    problem = spec.problem(shape, DTYPE, {"quant": "int4-g128"})
+    assert spec.reject_reason(WIDE_INT4, problem, H100) is None
+    (result,) = compiled([Job(spec.name, shape, DTYPE, dict(problem.options), str(WIDE_INT4), "smem")], "wide int4")
+    assert not smem_problems(result)
+    assert result.launches[0].shared > 64 * 1024  # 5 stages of a wide tile: the estimate is not vacuous
+
+
 # -- weight-only matmuls: what one K step costs ----------------------------------------
 # At decode sizes (M <= 16) a weight-only matmul is a weight stream, and its K loop is the
 # whole cost. The first H200 run (bench/results/2026-11-28-nvidia-h200) measured int4 at
@@ -191,7 +267,9 @@ def k_loop_problems(result: JobResult) -> list[str]:
     narrow = {op: n for op, n in ops.items() if op.startswith(NARROW_LOADS)}
     config = Config.parse(job.config)
     weight_bytes = config["BLOCK_K"] * config["BLOCK_N"] // (2 if job.kernel == "matmul_w4a16" else 1)
-    if narrow and weight_bytes >= 4 * 32 * config["num_warps"]:  # a smaller tile has < 4 bytes a thread
+    x_bytes = config["BLOCK_M"] * config["BLOCK_K"] * C.ELEMENT_BYTES[job.dtype]
+    # A smaller tile has < 4 bytes a thread: 16 x 16 bf16 x tiles over 8 warps load 2 bytes each.
+    if narrow and min(weight_bytes, x_bytes) >= 4 * 32 * config["num_warps"]:
         found.append(f"sub-word global loads {narrow}")
     converts = {op: n for op, n in ops.items() if op.startswith("I2F")}
     if converts:

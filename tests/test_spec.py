@@ -121,7 +121,7 @@ BASE = Config(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=1, SPLIT_K=1, num_warp
     ({"GROUP_M": 8}, _mm(64, 64, 64), "GROUP_M=8 has no effect with one M block"),
     ({"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 128, "num_stages": 4}, _mm(4096, 4096, 4096),
      "shared memory"),
-    ({"BLOCK_M": 256, "BLOCK_N": 256, "BLOCK_K": 16, "num_warps": 2, "num_stages": 2}, _mm(4096, 4096, 4096),
+    ({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 16, "num_warps": 2, "num_stages": 2}, _mm(4096, 4096, 4096),
      "registers per thread"),
 ])
 def test_matmul_constraints_reject_with_reason(change, problem, fragment):
