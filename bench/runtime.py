@@ -29,7 +29,9 @@ transformers and the bandwidth roofline, and MiniLM embeddings/s against sentenc
 4. Goals (reported met / not met, never asserted): bf16 batch-1 decode >= 80% of its
    roofline; w8 >= 1.6x bf16; w4g128 >= 2.5x bf16 (batch-1 decode); bf16 batch-1 decode >= 2x
    transformers'; MiniLM >= 1.5x sentence-transformers.
-   Last, after the figures are written, the float variant's batch-1 decode step is profiled
+   After the figures are written, the float variant's batch-1 decode runs again with
+   programmatic dependent launch (INFERTUNE_PDL=1, kernels/pdl.py) against its figure above
+   (--no-pdl leaves it out). Last, the float variant's batch-1 decode step is profiled
    kernel by kernel (CUPTI through torch.profiler, CUDA-graph replays included:
    bench/decode_profile.py): device time per kernel, launches per step, and the share of
    the step outside kernels (--no-decode-profile leaves it out).
@@ -57,6 +59,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import gc
+import os
 import random
 import re
 import resource
@@ -73,6 +76,7 @@ from infertune.benchmark import INTERPRETER_NOTE
 from infertune.environment import collect_environment
 from infertune.inference import launch_configs
 from kernels.device import DeviceInfo
+from kernels.pdl import PDL_ENV
 from profilers.timing import quantile
 from runtime.generate import generate
 from runtime.llama import LlamaModel, synthetic_weights
@@ -254,6 +258,32 @@ def run_ours(config: ModelConfig, role: str, text: str, *, device: torch.device,
     del loaded, model
     free(device)
     return row
+
+
+def run_pdl(config: ModelConfig, text: str, float_row: dict[str, Any], *, device: torch.device,
+            devinfo: DeviceInfo, db: str | None, prompts: dict[int, list[list[int]]], sizes: Sizes,
+            memory: Memory) -> dict[str, Any]:
+    """The float variant's batch-1 decode again with INFERTUNE_PDL=1 (kernels/pdl.py: each
+    kernel may start while the previous one finishes), against the same variant's figure
+    above, measured in this run without it. Where PDL cannot run (no sm_90, the interpreter,
+    the torch backend) both sides run the same launches."""
+    print(f"{text} batch-1 decode with programmatic dependent launch (INFERTUNE_PDL=1)", flush=True)
+    before = os.environ.get(PDL_ENV)
+    os.environ[PDL_ENV] = "1"
+    try:
+        row = run_ours(config, "float-pdl", text, device=device, devinfo=devinfo, db=db, prompts={1: prompts[1]},
+                       sizes=sizes, memory=memory)
+    except Exception as exc:  # noqa: BLE001 - an A/B that fails is reported, the figures above stand
+        return {"variant": text, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if before is None:
+            os.environ.pop(PDL_ENV, None)
+        else:
+            os.environ[PDL_ENV] = before
+    with_pdl = row["batches"]["1"]["decode_tokens_per_s"]["median"]
+    without = float_row["batches"]["1"]["decode_tokens_per_s"]["median"]
+    return {"variant": text, "row": row, "decode_tokens_per_s": with_pdl, "without_pdl": without,
+            "ratio": with_pdl / without if without else None}
 
 
 def profile_decode(config: ModelConfig, text: str, *, device: torch.device, devinfo: DeviceInfo, db: str | None,
@@ -597,6 +627,15 @@ def markdown(data: dict[str, Any]) -> str:
                          "replays missing on this stack).")
         else:
             lines += dprof.markdown(prof, prof["variant"])
+    pdl = ll.get("pdl")
+    if pdl:
+        lines += ["", "### Programmatic dependent launch (INFERTUNE_PDL=1)", ""]
+        if "error" in pdl:
+            lines.append(f"{pdl['variant']} with PDL failed: {pdl['error']}.")
+        else:
+            lines.append(f"{pdl['variant']} batch-1 decode: {pdl['decode_tokens_per_s']:.1f} tok/s with PDL, "
+                         f"{pdl['without_pdl']:.1f} without (the figure above, same run): "
+                         f"{pdl['ratio']:.3f}x.")
     cc = ll["cross_check"]
     if cc:
         lines += ["", f"Cross-check, batch-1 greedy tokens of {cc['variant']} vs transformers: "
@@ -644,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM section")
     parser.add_argument("--no-decode-profile", action="store_true",
                         help="leave out the kernel-by-kernel profile of the float variant's decode step")
+    parser.add_argument("--no-pdl", action="store_true",
+                        help="leave out the float variant's batch-1 decode with programmatic dependent launch")
     args = parser.parse_args(argv)
     env = collect_environment()
     if env.device.kind != "cuda" and not args.smoke:
@@ -711,6 +752,10 @@ def main(argv: list[str] | None = None) -> int:
     data["minilm"] = {"skipped": "--skip-minilm"} if args.skip_minilm else run_minilm(
         device=device, devinfo=devinfo, db=db, sizes=sizes, seed=seed, memory=memory)
     save(None)
+    if not args.no_pdl:
+        llama["pdl"] = run_pdl(config, dict(variants)["float"], float_row, device=device, devinfo=devinfo, db=db,
+                               prompts=prompts, sizes=sizes, memory=memory)
+        save(None)
     if not args.no_decode_profile:
         text = dict(variants)["float"]
         print(f"profiling {text}'s batch-1 decode step kernel by kernel", flush=True)

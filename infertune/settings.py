@@ -1,13 +1,16 @@
 """Typed settings in one place: each has an environment variable and a default.
 A command-line flag beats the environment, which beats the default.
 
-Two variables are read by the kernels themselves, at launch, since `kernels/` imports
+Three variables are read by the kernels themselves, at launch, since `kernels/` imports
 nothing of ours; the GPU kit measures each default against its alternative:
 - INFERTUNE_INT4_DEQUANT=asm|bits (kernels/matmul_w4a16.py; default asm, the PTX nibble
   unpacking on a GPU; bits, Triton's lowering);
 - INFERTUNE_SPLITK_REDUCE=serial|kernel (kernels/splitk.py; default serial, split-K's
   partials, and attention_decode's split-KV partials, combined by the last split inside
-  the launch; kernel, a second launch)."""
+  the launch; kernel, a second launch);
+- INFERTUNE_PDL=0|1 (kernels/pdl.py; default 0; 1 launches the decode path's kernels with
+  programmatic dependent launch on compute capability 9+, which the kit's runtime step
+  measures against 0)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import rowwise
+from . import pdl, rowwise
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -40,8 +40,10 @@ def _add_rmsnorm_kernel(
     x_ptr, d_ptr, w_ptr, r_ptr, out_ptr,
     M, N, eps,
     stride_xm, stride_xn, stride_dm, stride_dn, stride_w, stride_rm, stride_rn, stride_om, stride_on,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     rmsnorm_rows(x_ptr, d_ptr, w_ptr, r_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, stride_dm, stride_dn,
                  stride_w, stride_rm, stride_rn, stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, True)
 
@@ -89,7 +91,7 @@ def _launch(inputs: AddRMSNormInputs, config: Config, out: torch.Tensor | None =
         x.stride(0), x.stride(1), d.stride(0), d.stride(1), w.stride(0), r.stride(0), r.stride(1),
         out.stride(0), out.stride(1),
         ONE_TILE=config["BLOCK_N"] >= N,
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(x),
     )
     return out
 

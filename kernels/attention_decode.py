@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import splitk
+from . import pdl, splitk
 from .attention import (LOG2E, MAX_HEAD_DIM, check_out, expected_length_sums, mean_row_power, random_lengths,
                         spread_tolerance)
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
@@ -49,8 +49,10 @@ def _decode_split_kernel(
     stride_lb, stride_lh, stride_ls, stride_lens, stride_outb, stride_outh, stride_outd,
     GROUP: tl.constexpr, GROUP_BLOCKS: tl.constexpr, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
     UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, SERIAL: tl.constexpr,
-    BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     b = tl.program_id(0).to(tl.int64)  # int64: batch * stride overflows int32 on large caches
     hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
     group_start = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G
@@ -149,9 +151,11 @@ def _decode_combine_kernel(
     stride_lb, stride_lh, stride_ls,
     stride_ob, stride_oh, stride_od,
     GROUP: tl.constexpr, GROUP_BLOCKS: tl.constexpr, NUM_SPLITS: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
     """Pass 2 as a launch of its own, grid (B, HKV * group blocks): the heads of pass 1's programs."""
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     b = tl.program_id(0).to(tl.int64)
     hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
     offs_g = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G + tl.arange(0, BLOCK_G)
@@ -246,13 +250,13 @@ def _launch(inputs: DecodeInputs, config: Config, out: torch.Tensor | None = Non
         GROUP=H // HKV, GROUP_BLOCKS=group_blocks, HEAD_DIM=D, NUM_SPLITS=splits,
         UPCAST=needs_dot_upcast(q.dtype),
         INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32", SERIAL=counters is not None,
-        BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_N=config["BLOCK_N"], **config.launch_options(),
+        BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_N=config["BLOCK_N"], **config.launch_options(), **pdl.launch_kwargs(q),
     )
     if splits > 1 and counters is None:
         _decode_combine_kernel[programs](
             part, lse, out, *part.stride(), *lse.stride(), *out.stride(),
             GROUP=H // HKV, GROUP_BLOCKS=group_blocks, NUM_SPLITS=splits, HEAD_DIM=D, BLOCK_G=block_g,
-            BLOCK_D=block_d,
+            BLOCK_D=block_d, **pdl.launch_kwargs(q),
         )
     return out
 

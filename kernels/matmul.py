@@ -23,7 +23,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from . import constraints as C
-from . import gemm
+from . import gemm, pdl
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -40,7 +40,9 @@ def _matmul_kernel(
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
+    USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
     k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
@@ -62,6 +64,7 @@ def _matmul_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
+    pdl.release_dependents(USE_GDC)  # the next kernel may start while this one's epilogue runs
     gemm.store_tile(acc, c_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cm, stride_cn,
                     stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
@@ -74,10 +77,12 @@ def _matmul_tma_kernel(
     B_KMAJOR: tl.constexpr, HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
+    USE_GDC: tl.constexpr,
 ):
     """The same tiles, loaded through tensor descriptors. B_KMAJOR: b_desc describes the
     weight W [N, K] (B = W.t()), whose [BLOCK_N, BLOCK_K] tile is transposed for the dot;
     else it describes B [K, N]."""
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
     k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
@@ -95,6 +100,7 @@ def _matmul_tma_kernel(
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    pdl.release_dependents(USE_GDC)  # the next kernel may start while this one's epilogue runs
     gemm.store_tile(acc, c_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_cm, stride_cn,
                     stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
@@ -165,6 +171,7 @@ def _launch(inputs: MatmulInputs, config: Config, out: torch.Tensor | None = Non
         # fp32 inputs are multiplied in full fp32, as torch.matmul does by default (not TF32).
         INPUT_PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
         **{k: v for k, v in config.kernel_args().items() if k != "TMA"}, **config.launch_options(),
+        **pdl.launch_kwargs(a),
     )
     descriptors = _tma_descriptors(a, b, config) if config["TMA"] else None
     if descriptors is not None:

@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import gemm
+from . import gemm, pdl
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name, interpreter_enabled
 from .errors import InvalidProblem
@@ -196,7 +196,9 @@ def _w4a16_kernel(
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, ASM_DEQUANT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
+    USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
     k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
@@ -262,6 +264,7 @@ def _w4a16_kernel(
         part = tl.dot(a_odd, hi, part, input_precision=INPUT_PRECISION)
         acc += part * scale[None, :]
 
+    pdl.release_dependents(USE_GDC)  # the next kernel may start while this one's epilogue runs
     gemm.store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
                     stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
@@ -321,7 +324,7 @@ def _launch(inputs: W4A16Inputs, config: Config, out: torch.Tensor | None = None
         # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.
         INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
         ASM_DEQUANT=dequant_path(x.dtype) == "asm",
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(x),
     )
     return gemm.finish(split, out, bias)
 

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import gemm
+from . import gemm, pdl
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -69,7 +69,9 @@ def _w8a16_kernel(
     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, SERIAL: tl.constexpr,
+    USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
     pid_m, pid_n = gemm.grouped_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
     k_first, k_last = gemm.split_k_tiles(pid_k, K, BLOCK_K, SPLIT_K)
@@ -108,6 +110,7 @@ def _w8a16_kernel(
     scale = tl.load(scale_ptr + offs_n * stride_sn, mask=mask_n, other=0.0)
     acc = acc * scale[None, :]
 
+    pdl.release_dependents(USE_GDC)  # the next kernel may start while this one's epilogue runs
     gemm.store_tile(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, offs_n, M, N, stride_om, stride_on,
                     stride_bias, HAS_BIAS, SPLIT_K, SERIAL)
 
@@ -156,7 +159,7 @@ def _launch(inputs: W8A16Inputs, config: Config, out: torch.Tensor | None = None
         UPCAST=needs_dot_upcast(x.dtype),
         # fp32 activations are multiplied in full fp32 (not TF32), like the fp32 reference.
         INPUT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(x),
     )
     return gemm.finish(split, out, bias)
 

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import rowwise
+from . import pdl, rowwise
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -92,8 +92,10 @@ def _rmsnorm_kernel(
     x_ptr, w_ptr, out_ptr,
     M, N, eps,
     stride_xm, stride_xn, stride_w, stride_om, stride_on,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     rmsnorm_rows(x_ptr, x_ptr, w_ptr, x_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, 0, 0, stride_w, 0, 0,
                  stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, False)
 
@@ -129,7 +131,7 @@ def _launch(inputs: RMSNormInputs, config: Config, out: torch.Tensor | None = No
         x, w, out, M, N, float(inputs.eps),
         x.stride(0), x.stride(1), w.stride(0), out.stride(0), out.stride(1),
         ONE_TILE=config["BLOCK_N"] >= N,
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(x),
     )
     return out
 

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import rowwise
+from . import pdl, rowwise
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -43,8 +43,10 @@ def _rope_kv_kernel(
     stride_xt, stride_xh, stride_xd, stride_qt, stride_qh, stride_qd,
     stride_kb, stride_kl, stride_kh, stride_kd, stride_vb, stride_vl, stride_vh, stride_vd,
     stride_cp, stride_cd, stride_sp, stride_sd, stride_pos, stride_row,
-    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     toks = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     heads = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)  # over q, k and v heads
     dims = tl.arange(0, BLOCK_D)
@@ -159,7 +161,7 @@ def _launch(inputs: RopeKVInputs, config: Config, out: torch.Tensor | None = Non
         *kc.stride(), *vc.stride(),
         cos.stride(0), cos.stride(1), sin.stride(0), sin.stride(1), pos.stride(0), rows.stride(0),
         BLOCK_D=triton.next_power_of_2(D // 2),
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(x),
     )
     return out
 

@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import pdl
 from .errors import InvalidProblem
 
 REDUCE_ENV = "INFERTUNE_SPLITK_REDUCE"
@@ -86,8 +87,10 @@ def store_partial(acc, out_ptr, part_ptr, lock_ptr, bias_ptr, pid_k, offs_m, off
 def _splitk_reduce_kernel(
     part_ptr, out_ptr, bias_ptr,
     M, N, stride_ps, stride_pm, stride_pn, stride_om, stride_on, stride_bias,
-    SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+    SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
@@ -109,7 +112,7 @@ def reduce_partials(partials: torch.Tensor, out: torch.Tensor, bias: torch.Tenso
         partials, out, bias if bias is not None else partials,
         m, n, partials.stride(0), partials.stride(1), partials.stride(2), out.stride(0), out.stride(1),
         bias.stride(0) if bias is not None else 0,
-        SPLIT_K=split_k, HAS_BIAS=bias is not None, BLOCK=block,
+        SPLIT_K=split_k, HAS_BIAS=bias is not None, BLOCK=block, **pdl.launch_kwargs(out),
     )
     return out
 

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from . import constraints as C
-from . import rowwise
+from . import pdl, rowwise
 from .accuracy import tolerance_for
 from .device import DTYPE_NAMES, DeviceInfo, dtype_name
 from .errors import InvalidProblem
@@ -30,8 +30,10 @@ def _swiglu_kernel(
     a_ptr, b_ptr, out_ptr,
     M, N,
     stride_am, stride_an, stride_bm, stride_bn, stride_om, stride_on,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_GDC: tl.constexpr,
 ):
+    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
+    pdl.release_dependents(USE_GDC)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = (rows < M)[:, None] & (cols < N)[None, :]
@@ -67,7 +69,7 @@ def _launch(inputs: SwiGLUInputs, config: Config, out: torch.Tensor | None = Non
     _swiglu_kernel[grid](
         a, b, out, M, N,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
-        **config.kernel_args(), **config.launch_options(),
+        **config.kernel_args(), **config.launch_options(), **pdl.launch_kwargs(a),
     )
     return out
 

@@ -52,6 +52,9 @@ class Job:
     options: dict[str, str]
     config: str
     label: str = ""  # what the test calls it ("heuristic", "sampled")
+    # Environment variables set around the launcher call. INFERTUNE_PDL=1 here also makes
+    # kernels.pdl treat the (CPU) tensors' device as PDL-capable: launches as on an H100.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -80,6 +83,7 @@ class LaunchResult:
     registers: int | None = None
     stack: int | None = None
     loop_spills: int | None = None
+    pdl: bool | None = None  # the PTX waits on the previous grid (griddepcontrol.wait) and releases the next
     loop_opcodes: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -224,8 +228,10 @@ class _Sm90:
             cubin = compiled.asm["cubin"]
             registers, stack = _resource_usage(cubin, compiled.metadata.name)
             sass = _sass(cubin)
+            ptx = compiled.asm["ptx"]
             result = replace(result, shared=int(compiled.metadata.shared), registers=registers, stack=stack,
-                             loop_spills=loop_spills_in(sass), loop_opcodes=loop_opcodes_in(sass))
+                             loop_spills=loop_spills_in(sass), loop_opcodes=loop_opcodes_in(sass),
+                             pdl="griddepcontrol.wait" in ptx and "griddepcontrol.launch_dependents" in ptx)
         self._compiled[memo] = result
         return result
 
@@ -299,6 +305,28 @@ def loop_opcodes_in(sass: str) -> dict[str, int]:
     return counts
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ with `env` set, and kernels.pdl's device check answering yes where it
+    asks for PDL (the child's tensors are on the CPU)."""
+    from kernels import pdl
+
+    saved = {name: os.environ.get(name) for name in env}
+    supported = pdl.supported
+    os.environ.update(env)
+    if env.get(pdl.PDL_ENV) == "1":
+        pdl.supported = lambda device: True
+    try:
+        yield
+    finally:
+        pdl.supported = supported
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _run_job(sm90: _Sm90, job: Job, inputs_cache: dict) -> JobResult:
     import torch
 
@@ -312,7 +340,7 @@ def _run_job(sm90: _Sm90, job: Job, inputs_cache: dict) -> JobResult:
         if key not in inputs_cache:
             inputs_cache.clear()  # jobs come grouped by problem: keep one problem's inputs
             inputs_cache[key] = spec.make_inputs(problem, torch.device("cpu"), torch.Generator().manual_seed(0))
-        with sm90.recording() as launches:
+        with sm90.recording() as launches, _environment(job.env):
             spec.launch(inputs_cache[key], Config.parse(job.config))
     except Exception as e:  # noqa: BLE001 - reported with its text, the test fails on it
         return JobResult(job, f"{type(e).__name__}: {e}")

@@ -63,6 +63,13 @@ def test_smoke_run_writes_every_section(smoke):
     assert prof["kernels"] and prof["busy_us_per_step"] > 0
     assert prof["step_us"] > 0 and 0 <= prof["outside_kernels_share"] <= 1
     assert "### Where a decode step's time goes" in md and "CPU ops a step" in md
+    pdl = llama["pdl"]  # the float variant's batch-1 decode again with INFERTUNE_PDL=1 (a no-op here)
+    assert "error" not in pdl, pdl
+    assert pdl["variant"] == "fp32:torch" and set(pdl["row"]["batches"]) == {"1"}
+    assert pdl["without_pdl"] == llama["variants"][0]["batches"]["1"]["decode_tokens_per_s"]["median"]
+    assert pdl["ratio"] == pytest.approx(pdl["decode_tokens_per_s"] / pdl["without_pdl"])
+    assert "### Programmatic dependent launch (INFERTUNE_PDL=1)" in md and f"{pdl['ratio']:.3f}x" in md
+    assert "INFERTUNE_PDL" not in os.environ  # put back as it was
     goals = data["goals"]
     assert len(goals) == 5 and all(g["met"] in (True, False, None) for g in goals)
     assert all(g["value"] is None or g["value"] > 0 for g in goals)
@@ -151,7 +158,7 @@ def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_runtime, "SMOKE_VARIANTS", bench_runtime.SMOKE_VARIANTS[:1])
     with pytest.raises(KeyboardInterrupt):
         bench_runtime.main(["--smoke", "--out", str(tmp_path), "--seed", "5", "--skip-minilm",
-                            "--no-decode-profile"])
+                            "--no-decode-profile", "--no-pdl"])
     data = json.loads((tmp_path / "results.json").read_text())
     assert "not measured yet" in data["pending"] and data["llama"]["transformers"] is None
     (row,) = data["llama"]["variants"]

@@ -225,6 +225,49 @@ def test_wide_skinny_int4_tiles_are_in_the_search_space():
     assert result.launches[0].shared > 64 * 1024  # 5 stages of a wide tile: the estimate is not vacuous
 
 
+# -- programmatic dependent launch ----------------------------------------------------
+# The kernels a decode step launches, at Llama-3-8B's decode sizes (kernels/pdl.py).
+DECODE_PATH = (
+    ("matmul", {"M": 1, "N": 4096, "K": 4096}, {}),
+    ("matmul_w8a16", {"M": 1, "N": 4096, "K": 4096}, {}),
+    ("matmul_w4a16", {"M": 1, "N": 4096, "K": 4096}, {"quant": "int4-g128"}),
+    ("rmsnorm", {"M": 1, "N": 4096}, {}),
+    ("add_rmsnorm", {"M": 1, "N": 4096}, {}),
+    ("swiglu", {"M": 1, "N": 14336}, {}),
+    ("rope_kv", {"T": 1, "H": 32, "HKV": 8, "D": 128}, {}),
+    ("attention_decode", {"B": 1, "H": 32, "HKV": 8, "L": 4096, "D": 128}, {}),
+)
+
+
+def test_decode_path_kernels_wait_for_and_release_the_next_with_pdl():
+    """With INFERTUNE_PDL=1 every launch of the decode path (split-K's second pass included)
+    compiles with griddepcontrol.wait and .launch_dependents in its PTX; without, neither."""
+    jobs = []
+    for name, shape, options in DECODE_PATH:
+        spec = kernels.get(name)
+        problem = spec.problem(shape, DTYPE, options)
+        config = str(spec.heuristic(problem, H100))
+        for env in ({"INFERTUNE_PDL": "1"}, {"INFERTUNE_PDL": "0"}):
+            jobs.append(Job(name, shape, DTYPE, dict(problem.options), config, "pdl", env))
+    matmul = kernels.get("matmul")
+    split = matmul.problem({"M": 1, "N": 4096, "K": 4096}, DTYPE, {})
+    assert matmul.heuristic(split, H100)["SPLIT_K"] > 1
+    jobs.append(Job("matmul", dict(split.dims), DTYPE, dict(split.options), str(matmul.heuristic(split, H100)), "pdl",
+                    {"INFERTUNE_PDL": "1", "INFERTUNE_SPLITK_REDUCE": "kernel"}))
+    found = []
+    for result in compiled(jobs, "PDL"):
+        want = result.job.env["INFERTUNE_PDL"] == "1"
+        if result.error:
+            found.append(f"{result.job.key} {result.job.env}: launcher failed: {result.error}")
+            continue
+        found += [f"{result.job.key} {result.job.env}: {launch.describe()} "
+                  + (launch.error or f"griddepcontrol {'missing' if want else 'present'}")
+                  for launch in result.launches if launch.error or launch.pdl != want]
+        if "SPLITK_REDUCE" in str(result.job.env) and len(result.launches) != 2:
+            found.append(f"{result.job.key}: {len(result.launches)} launches, expected the matmul and its second pass")
+    assert not found, "\n".join(found)
+
+
 # -- weight-only matmuls: what one K step costs ----------------------------------------
 # At decode sizes (M <= 16) a weight-only matmul is a weight stream, and its K loop is the
 # whole cost. The first H200 run (bench/results/2026-11-28-nvidia-h200) measured int4 at

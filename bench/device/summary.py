@@ -363,6 +363,13 @@ def markdown(f: dict[str, Any]) -> str:
                            + (" The interpreter's defaults do not split K." if dev.get("interpreter") else ""),
                            red["rows"], ("serial", "serial_ms"), ("second launch", "second_ms"),
                            ("serial", "serial_speedup"))
+    pdl = ((f.get("runtime") or {}).get("llama") or {}).get("pdl")
+    if pdl:
+        lines += ["", "## Programmatic dependent launch (INFERTUNE_PDL=1)", ""]
+        lines.append(f"{pdl['variant']} with PDL failed: {pdl['error']}." if "error" in pdl else
+                     f"{pdl['variant']} batch-1 decode, runtime step: {pdl['decode_tokens_per_s']:.1f} tok/s with "
+                     f"PDL, {pdl['without_pdl']:.1f} without (same run): {pdl['ratio']:.3f}x. If PDL wins, make "
+                     "it the default (kernels/pdl.py).")
     tune = f.get("tune")
     if tune:
         lines += ["", "## Short tune", "", "| kernel | problem | trials | to best | default ms | tuned ms | torch ms | "
