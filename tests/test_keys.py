@@ -90,7 +90,7 @@ def test_source_hash_covers_the_module_and_its_triton_helpers():
     names = [p.name for p in kernel_source_files(kernels.get("matmul"))]
     assert names[0] == "matmul.py" and {"gemm.py", "splitk.py"} <= set(names)
     assert "spec.py" not in names and "device.py" not in names
-    assert [p.name for p in kernel_source_files(kernels.get("rmsnorm"))] == ["rmsnorm.py", "rowwise.py"]
+    assert [p.name for p in kernel_source_files(kernels.get("rmsnorm"))] == ["rmsnorm.py", "pdl.py", "rowwise.py"]
     assert "attention.py" in [p.name for p in kernel_source_files(kernels.get("attention_decode"))]
     hashes = {spec.name: kernel_source_hash(spec) for spec in kernels.REGISTRY}
     assert len(set(hashes.values())) == len(hashes)
