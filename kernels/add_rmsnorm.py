@@ -42,8 +42,7 @@ def _add_rmsnorm_kernel(
     stride_xm, stride_xn, stride_dm, stride_dn, stride_w, stride_rm, stride_rn, stride_om, stride_on,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr, USE_GDC: tl.constexpr,
 ):
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     rmsnorm_rows(x_ptr, d_ptr, w_ptr, r_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, stride_dm, stride_dn,
                  stride_w, stride_rm, stride_rn, stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, True)
 

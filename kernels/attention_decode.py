@@ -51,8 +51,7 @@ def _decode_split_kernel(
     UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, SERIAL: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     b = tl.program_id(0).to(tl.int64)  # int64: batch * stride overflows int32 on large caches
     hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
     group_start = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G
@@ -154,8 +153,7 @@ def _decode_combine_kernel(
     BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
     """Pass 2 as a launch of its own, grid (B, HKV * group blocks): the heads of pass 1's programs."""
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     b = tl.program_id(0).to(tl.int64)
     hk = (tl.program_id(1) // GROUP_BLOCKS).to(tl.int64)
     offs_g = (tl.program_id(1) % GROUP_BLOCKS) * BLOCK_G + tl.arange(0, BLOCK_G)

@@ -16,7 +16,7 @@ attribute (`launch_pdl=True`) and take USE_GDC=True:
 - `release_dependents` (griddepcontrol.launch_dependents) lets the next PDL kernel's
   programs be scheduled before this one exits: matmuls call it after their K loop (so a
   multi-wave grid releases the next kernel only once its last wave is in its epilogue),
-  row-wise kernels at the start.
+  the others at once, after the wait (`start`).
 A kernel launched without the attribute (torch's, or ours with PDL off) waits as always,
 so mixing is safe. Off by default: not yet measured on a GPU (the kit's runtime step runs
 the bf16 decode both ways). Never under the interpreter, and only on compute capability 9+.
@@ -64,6 +64,15 @@ def wait_for_producer(USE_GDC: tl.constexpr):
     """Block until the previous kernel in the stream has completed (a no-op without PDL)."""
     if USE_GDC:
         tl.extra.cuda.gdc_wait()
+
+
+@triton.jit
+def start(USE_GDC: tl.constexpr):
+    """A kernel that releases the next at once: wait for the previous kernel, then release.
+    In this order a grid releases its dependents only once its producer has completed, so
+    at most one grid waits on the one running (no chain of waiting grids holds the SMs)."""
+    wait_for_producer(USE_GDC)
+    release_dependents(USE_GDC)
 
 
 @triton.jit

@@ -94,8 +94,7 @@ def _rmsnorm_kernel(
     stride_xm, stride_xn, stride_w, stride_om, stride_on,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_TILE: tl.constexpr, USE_GDC: tl.constexpr,
 ):
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     rmsnorm_rows(x_ptr, x_ptr, w_ptr, x_ptr, out_ptr, M, N, eps, stride_xm, stride_xn, 0, 0, stride_w, 0, 0,
                  stride_om, stride_on, BLOCK_M, BLOCK_N, ONE_TILE, False)
 

@@ -45,8 +45,7 @@ def _rope_kv_kernel(
     stride_cp, stride_cd, stride_sp, stride_sd, stride_pos, stride_row,
     BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, USE_GDC: tl.constexpr,
 ):
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     toks = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     heads = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)  # over q, k and v heads
     dims = tl.arange(0, BLOCK_D)

@@ -89,8 +89,7 @@ def _splitk_reduce_kernel(
     M, N, stride_ps, stride_pm, stride_pn, stride_om, stride_on, stride_bias,
     SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr, USE_GDC: tl.constexpr,
 ):
-    pdl.wait_for_producer(USE_GDC)  # nothing is read before the previous kernel completes
-    pdl.release_dependents(USE_GDC)
+    pdl.start(USE_GDC)  # nothing is read before the previous kernel completes
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
